@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything runs from .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install demo test test-all bench repro prefect-server mlflow-ui serve clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## every pipeline end to end at small scale
+	$(BIN)/seedflow demo
+
+test: $(STAMP)  ## the test suite without the long checks
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
+
+repro: $(STAMP)  ## reproduce every DVC stage from params.yaml
+	$(BIN)/dvc repro
+
+prefect-server: $(STAMP)  ## Prefect UI and API on http://127.0.0.1:4200
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_ANALYTICS_ENABLED=false $(BIN)/prefect server start --host 127.0.0.1 --port 4200
+
+serve: $(STAMP)  ## deployments for the UI's "Run" button (needs prefect-server)
+	PREFECT_HOME=$(CURDIR)/.prefect PREFECT_API_URL=http://127.0.0.1:4200/api $(BIN)/seedflow serve
+
+mlflow-ui: $(STAMP)  ## MLflow UI on http://127.0.0.1:5000
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port 5000 --workers 1
+
+clean:
+	rm -rf results .cache .prefect mlflow.db mlartifacts

@@ -1,0 +1,19 @@
+"""Deployments for the Prefect UI: `seedflow serve` serves every flow from one process.
+
+Runs start about ten seconds after a click in the UI (the runner's poll interval); parameters
+are the flow's `overrides` (dotted params.yaml keys) and `data_dir`.
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+
+
+def all_flows():
+    from flows.forecast import forecast_flow
+
+    return [forecast_flow]
+
+
+def serve_all() -> None:
+    serve(*(flow.to_deployment(name=f"{flow.name}-local", tags=["seedflow"]) for flow in all_flows()))
