@@ -1,0 +1,109 @@
+"""Typed configuration of the LLM pipeline (params.yaml section `llm`, one subsection per stage).
+
+Each stage validates its own subsection: `load_stage(PretrainConfig, "pretrain", {"depth": 6})`
+reads `params.yaml[llm][pretrain]` plus dotted overrides relative to that stage, so
+`seedflow llm pretrain --set depth=6` and a Prefect parameter `overrides={"depth": 6}` mean the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+
+from tasks.common.config import ConfigError, StrictModel, apply_overrides, read_params
+
+M = TypeVar("M", bound=StrictModel)
+
+Mode = Literal["single", "ddp", "diloco"]
+Precision = Literal["bf16", "fp32"]
+
+
+class TokenizerConfig(StrictModel):
+    corpus: list[str] = Field(default_factory=lambda: ["text/tinyshakespeare.txt"],
+                              description="text/JSONL/Parquet files or folders; relative paths resolve against the data dir")
+    vocab_size: int = Field(4096, ge=256 + 9)
+    val_fraction: float = Field(0.05, gt=0, lt=1)
+    max_chars: int = Field(0, ge=0, description="0 = whole corpus")
+    out_dir: str = "results/llm/tokens"
+    experiment: str = "llm-tokenize"
+
+
+class DilocoConfig(StrictModel):
+    inner_steps: int = Field(50, ge=1, description="H: local optimizer steps between synchronisations")
+    outer_lr: float = Field(0.7, gt=0)
+    outer_momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    transfer_dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="dtype of pseudo-gradients on the wire")
+
+
+class OptimConfig(StrictModel):
+    kind: Literal["muon", "adamw"] = Field("muon", description="muon: Muon for matrices + AdamW for embedding/head")
+    matrix_lr: float = Field(0.02, gt=0, description="Muon lr of hidden matrices")
+    embedding_lr: float = Field(0.2, gt=0)
+    unembedding_lr: float = Field(0.004, gt=0)
+    adamw_lr: float = Field(1e-3, gt=0, description="lr of every parameter when kind=adamw")
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.8, 0.95)
+    grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
+    warmup_frac: float = Field(0.0, ge=0, le=1)
+    warmdown_frac: float = Field(0.2, ge=0, le=1, description="final fraction of steps with linear decay")
+    final_lr_frac: float = Field(0.0, ge=0, le=1)
+
+
+class PretrainConfig(StrictModel):
+    """Model size, batch, budget, mode and everything else of a training stage."""
+
+    tokens_dir: str = Field("results/llm/tokens", description="token shards written by `seedflow llm tokenize`")
+    out_dir: str = "results/llm/pretrain"
+    experiment: str = "llm-pretrain"
+    run_name: str = ""
+    seed: int = 0
+    # model
+    depth: int = Field(4, ge=1, description="layers; width = 64 x depth")
+    sequence_len: int = Field(256, ge=8)
+    n_kv_head: int = Field(0, ge=0, description="grouped-query attention: 0 = as many as query heads")
+    # batch and budget
+    device_batch_size: int = Field(8, ge=1, description="sequences per forward pass per worker")
+    total_batch_tokens: int = Field(0, ge=0, description="global tokens per optimizer step; 0 = one forward per worker")
+    steps: int = Field(200, ge=0, description="optimizer steps; ignored when token_budget > 0")
+    token_budget: int = Field(0, ge=0, description="total training tokens; 0 = use steps")
+    # distribution
+    mode: Mode = "single"
+    workers: int = Field(2, ge=1, description="Ray workers for ddp / diloco")
+    threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = cores / workers")
+    diloco: DilocoConfig = DilocoConfig()
+    optim: OptimConfig = OptimConfig()
+    precision: Precision = "bf16"
+    # evaluation, logging, checkpoints
+    eval_every: int = Field(50, ge=0, description="steps between val bpb evaluations; 0 = only at the end")
+    eval_tokens: int = Field(32768, ge=1)
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(100, ge=0, description="steps between checkpoints; 0 = only at the end")
+    resume: bool = False
+
+    @model_validator(mode="after")
+    def consistent(self) -> PretrainConfig:
+        if self.n_kv_head and self.depth % self.n_kv_head:
+            raise ValueError(f"n_kv_head={self.n_kv_head} must divide the number of heads ({self.depth})")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.mode == "single" else self.workers
+
+
+def load_stage(model: type[M], stage: str, overrides: Mapping[str, Any] | None = None,
+               params_file: str | None = None) -> M:
+    """Validate `params.yaml[llm][stage]` plus dotted overrides (relative to the stage) against `model`."""
+    params = read_params(params_file)
+    section = params.get("llm") or {}
+    if stage not in section:
+        raise ConfigError(f"params.yaml has no section 'llm.{stage}' (found: {', '.join(section) or 'none'})")
+    data = apply_overrides(section[stage] or {}, overrides or {}, f"llm.{stage}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"llm.{stage}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid parameters: {problems}") from exc
