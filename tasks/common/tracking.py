@@ -8,6 +8,7 @@ project root with artifacts beside it.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tasks.common.paths import project_root
 
@@ -19,7 +20,10 @@ def tracking_uri() -> str:
     return f"sqlite:///{project_root() / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
+def artifact_root(uri: str) -> str:
+    """Artifacts sit beside a SQLite store (`mlartifacts/`), else at the project root."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
     return (project_root() / "mlartifacts").as_uri()
 
 
@@ -32,12 +36,15 @@ def use_experiment(name: str, uri: str | None = None) -> str:
     os.environ["MLFLOW_TRACKING_URI"] = uri
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is None:
-        location = None if uri.startswith(("http://", "https://")) else f"{artifact_root()}/{name}"
+        location = None if uri.startswith(("http://", "https://")) else f"{artifact_root(uri)}/{name}"
         try:
-            return mlflow.create_experiment(name, artifact_location=location)
+            experiment_id = mlflow.create_experiment(name, artifact_location=location)
         except Exception:  # created concurrently by another process
             experiment = mlflow.get_experiment_by_name(name)
             if experiment is None:
                 raise
-    mlflow.set_experiment(experiment_id=experiment.experiment_id)
-    return experiment.experiment_id
+            experiment_id = experiment.experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id

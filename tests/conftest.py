@@ -1,0 +1,58 @@
+"""Shared fixtures: real services at small size, never fakes.
+
+- `shared_data`: ../shared/datasets (the real public files); tests that need it skip clearly when absent.
+- `mlflow_store`: a real SQLite MLflow store in a temporary folder (MLFLOW_TRACKING_URI).
+- `prefect_server`: a real `prefect server` on 127.0.0.1 for the whole session.
+- `ray_local`: a real local Ray runtime sized to the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks.common.paths import data_dir
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    folder = data_dir()
+    if folder is None:
+        pytest.skip("../shared/datasets not present (set SEEDFLOW_DATA)")
+    return folder
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """A real Prefect API for the session, with its own PREFECT_HOME."""
+    from tasks.common import prefect_api
+
+    home = tmp_path_factory.mktemp("prefect_home")
+    os.environ["PREFECT_HOME"] = str(home)
+    os.environ.pop("PREFECT_API_URL", None)
+    with prefect_api.prefect_api() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    from tasks.common.ray_runtime import ensure_ray
+
+    ensure_ray()
+    yield ray
+    ray.shutdown()

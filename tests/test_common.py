@@ -1,0 +1,53 @@
+"""Spine helpers: tracking URI resolution, atomic writes, data folder resolution, Ray sizing."""
+
+import json
+
+import pytest
+
+from tasks.common import atomic, paths, tracking
+from tasks.common.ray_runtime import ray_init_kwargs
+
+
+def test_tracking_uri_env_wins_else_absolute_project_store(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    uri = tracking.tracking_uri()
+    assert uri == f"sqlite:///{paths.project_root() / 'mlflow.db'}" and uri.startswith("sqlite:////")
+
+
+def test_experiment_is_created_once_and_runs_land_in_it(mlflow_store, tmp_path):
+    import mlflow
+
+    first = tracking.use_experiment("spine-test")
+    assert tracking.use_experiment("spine-test") == first
+    with mlflow.start_run() as run:
+        mlflow.log_metric("x", 1.0)
+    assert run.info.experiment_id == first
+    assert mlflow.get_experiment(first).artifact_location.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "out.json"
+    atomic.write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_explicit_missing_data_dir_is_an_error(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        paths.data_dir(tmp_path / "missing")
+    monkeypatch.setenv("SEEDFLOW_DATA", str(tmp_path))
+    assert paths.data_dir() == tmp_path
+
+
+def test_ray_is_local_and_bounded_unless_attaching(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    kwargs = ray_init_kwargs()
+    assert kwargs["num_cpus"] >= 1 and 0 < kwargs["object_store_memory"] <= 2 * 1024**3
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert "num_cpus" not in ray_init_kwargs()  # passing num_cpus when attaching is an error
