@@ -11,8 +11,9 @@ from prefect import serve
 
 def all_flows():
     from flows.forecast import forecast_flow
+    from flows.llm import llm_tokenize
 
-    return [forecast_flow]
+    return [forecast_flow, llm_tokenize]
 
 
 def serve_all() -> None:

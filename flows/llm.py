@@ -39,3 +39,27 @@ def llm_pretrain(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         summary = train_stage.submit(cfg.model_dump(mode="json"), spec, None, "pretrain").result()
     logger.info("llm_pretrain done: %s", {k: summary.get(k) for k in ("val_bpb", "tokens_per_s", "mlflow_run_id")})
     return summary
+
+
+@task(name="llm-tokenize")
+def tokenize_task(cfg_dict: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """Train the tokenizer and write the token shards (pure code in tasks/llm/tokenize.py)."""
+    from tasks.llm.config import TokenizerConfig
+    from tasks.llm.tokenize import run_tokenize
+
+    return run_tokenize(TokenizerConfig.model_validate(cfg_dict), data_dir)
+
+
+@flow(name="llm_tokenize", task_runner=task_runner(), log_prints=True)
+def llm_tokenize(overrides: dict[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """Tokenizer + token shards; `overrides` are dotted keys of params.yaml `llm.tokenizer`."""
+    from tasks.llm.config import TokenizerConfig, load_stage
+    from tasks.llm.tokenize import log_to_mlflow
+
+    logger = get_run_logger()
+    cfg = load_stage(TokenizerConfig, "tokenizer", overrides)
+    with remote_options(num_cpus=1):
+        result = tokenize_task.submit(cfg.model_dump(mode="json"), data_dir).result()
+    result["mlflow_run_id"] = log_to_mlflow(result, cfg)
+    logger.info("llm_tokenize: %s", result["metrics"])
+    return result

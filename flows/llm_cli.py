@@ -42,3 +42,27 @@ def pretrain(
 
         summary = llm_pretrain(overrides=overrides)
     typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def run_tokenize_flow(overrides: dict, data_dir: str | None) -> dict:
+    from tasks.common.prefect_api import prefect_api
+
+    with prefect_api():
+        from flows.llm import llm_tokenize
+
+        return llm_tokenize(overrides=overrides, data_dir=data_dir)
+
+
+@app.command()
+def tokenize(
+    vocab_size: int = typer.Option(None, help="Vocabulary size incl. 256 bytes and 9 special tokens."),
+    corpus: str = typer.Option(None, help="Comma-separated files/folders (txt, jsonl, parquet); `generated` = built-in."),
+    download_shards: int = typer.Option(None, help="FineWeb-Edu parquet shards to download first (needs internet)."),
+    set_: list[str] = SET_OPTION,
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Train the BPE tokenizer and encode the corpus into train/val token shards (Prefect flow `llm_tokenize`)."""
+    corpus_list = [c.strip() for c in corpus.split(",") if c.strip()] if corpus else None
+    overrides = _overrides(set_, vocab_size=vocab_size, corpus=corpus_list, download_shards=download_shards)
+    result = run_tokenize_flow(overrides, data_dir)
+    typer.echo(json.dumps({k: result[k] for k in ("out_dir", "tokenizer", "metrics", "mlflow_run_id")}, indent=2))

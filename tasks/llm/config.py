@@ -28,6 +28,16 @@ class TokenizerConfig(StrictModel):
     max_chars: int = Field(0, ge=0, description="0 = whole corpus")
     out_dir: str = "results/llm/tokens"
     experiment: str = "llm-tokenize"
+    digits: int = Field(3, ge=1, description="longest digit run kept in one pre-token (GPT-4: 3)")
+    doc_chars: int = Field(4000, ge=100, description="plain text is cut into documents of about this size")
+    text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
+    shard_tokens: int = Field(1 << 24, ge=1024, description="tokens per shard file")
+    download_shards: int = Field(0, ge=0, description="FineWeb-Edu parquet shards to fetch and add (needs internet)")
+    download_dir: str = ".cache/fineweb-edu"
+    download_timeout_s: float = Field(10.0, gt=0)
+    generated_chars: int = Field(400_000, ge=1000, description="size of the corpus `generated` (used when no data dir)")
+    seed: int = 0
+
 
 
 class DilocoConfig(StrictModel):
