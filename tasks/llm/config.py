@@ -39,7 +39,6 @@ class TokenizerConfig(StrictModel):
     seed: int = 0
 
 
-
 class DilocoConfig(StrictModel):
     inner_steps: int = Field(50, ge=1, description="H: local optimizer steps between synchronisations")
     outer_lr: float = Field(0.7, gt=0)
