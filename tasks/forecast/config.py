@@ -55,7 +55,7 @@ class ForecastConfig(StrictModel):
     train_fraction: float = Field(0.8, gt=0, lt=1)
     val_fraction: float = Field(0.25, gt=0, lt=1)
     nan_policy: Literal["drop", "interpolate", "error"] = "drop"
-    fill_gaps: bool = False
+    fill_gaps: bool = True
     seed: int = 0
     out_dir: str = "results/forecast"
     experiment: str = "forecast"

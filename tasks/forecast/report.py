@@ -91,7 +91,8 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
         with tempfile.TemporaryDirectory() as tmp:
             for result in results:
                 with mlflow.start_run(run_name=f"{result.dataset}_{result.rate}_{result.model}", nested=True):
-                    mlflow.set_tags({"dataset": result.dataset, "rate": result.rate, "model": result.model})
+                    mlflow.set_tags({"dataset": result.dataset, "rate": result.rate, "model": result.model,
+                                     "walk_forward": result.walk_forward})
                     mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
                     mlflow.log_metrics(result.metrics)
                     plot = Path(tmp) / "forecast_vs_actual.png"

@@ -37,6 +37,7 @@ class ComboResult:
     dataset: str
     rate: str
     model: str
+    walk_forward: str
     metrics: dict[str, float]
     params: dict[str, Any]
     test_index: list[str]
@@ -45,7 +46,8 @@ class ComboResult:
     model_bytes: bytes = field(repr=False, default=b"")
 
     def row(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "rate": self.rate, "model": self.model, **self.metrics}
+        return {"dataset": self.dataset, "rate": self.rate, "model": self.model, **self.metrics,
+                "walk_forward": self.walk_forward}
 
 
 def resolve_series(cfg: ForecastConfig, explicit_data_dir: str | None = None) -> list[SeriesSpec]:
@@ -115,6 +117,7 @@ def run_combo(spec: SeriesSpec, model_name: str, cfg: ForecastConfig, tuned: dic
         dataset=spec.dataset,
         rate=spec.rate,
         model=model_name,
+        walk_forward=model.walk_forward,
         metrics=metrics,
         params={"horizon": horizon, "season": season, "n_train": split.n_train, "n_test": split.n_test, **model.fitted_params},
         test_index=[str(t) for t in series.index[split.n_train :]],

@@ -28,6 +28,7 @@ def differencing_order(train: np.ndarray, max_d: int, alpha: float = 0.05) -> in
 
 class AutoArima(ScaledForecaster):
     name = "arima"
+    walk_forward = "state-update"
 
     def __init__(self, max_p: int = 2, max_q: int = 2, max_d: int = 1, fit_window: int = 2000) -> None:
         super().__init__()

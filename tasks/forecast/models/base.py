@@ -28,6 +28,9 @@ class FitContext:
 
 class Forecaster(ABC):
     name: str = "forecaster"
+    # How the model moves through the test part; reported in the leaderboard. The study refit
+    # classical models at every origin; "state-update" keeps fitted parameters and filters.
+    walk_forward: str = "inputs"  # fit once; forecasts read the latest observations
 
     def __init__(self) -> None:
         self.fitted_params: dict[str, Any] = {}

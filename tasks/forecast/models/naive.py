@@ -9,6 +9,7 @@ from tasks.forecast.models.base import FitContext, Forecaster, seasonal_context
 
 class LastObserved(Forecaster):
     name = "last_observed"
+    walk_forward = "deterministic"
 
     def fit(self, train: np.ndarray, ctx: FitContext) -> None:
         pass
@@ -21,6 +22,7 @@ class LastDay(Forecaster):
     """Seasonal naive: the value one daily season earlier."""
 
     name = "last_day"
+    walk_forward = "deterministic"
 
     def fit(self, train: np.ndarray, ctx: FitContext) -> None:
         self.season = ctx.season

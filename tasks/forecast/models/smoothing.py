@@ -49,6 +49,7 @@ class ExponentialSmoothingForecaster(Forecaster):
     """Fits each (trend, seasonal) candidate and keeps the one with the lowest AIC."""
 
     candidates: tuple[tuple[str | None, str | None], ...] = ((None, None),)
+    walk_forward = "state-update"
 
     def fit(self, train: np.ndarray, ctx: FitContext) -> None:
         self.m = ctx.season
