@@ -48,11 +48,11 @@ class DilocoConfig(StrictModel):
 
 
 class OptimConfig(StrictModel):
-    kind: Literal["muon", "adamw"] = Field("muon", description="muon: Muon for matrices + AdamW for embedding/head")
+    kind: Literal["muon", "adamw", "sgd"] = Field("muon", description="muon: Muon for matrices + AdamW for embedding/head")
     matrix_lr: float = Field(0.02, gt=0, description="Muon lr of hidden matrices")
     embedding_lr: float = Field(0.2, gt=0)
     unembedding_lr: float = Field(0.004, gt=0)
-    adamw_lr: float = Field(1e-3, gt=0, description="lr of every parameter when kind=adamw")
+    lr: float = Field(1e-3, gt=0, description="lr of every parameter when kind is adamw or sgd")
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.8, 0.95)
     grad_clip: float = Field(1.0, ge=0, description="0 disables clipping")
@@ -101,6 +101,62 @@ class PretrainConfig(StrictModel):
     @property
     def world_size(self) -> int:
         return 1 if self.mode == "single" else self.workers
+
+
+class ChatStageConfig(PretrainConfig):
+    """Midtraining / SFT: a training stage that starts from a checkpoint and reads a task mixture."""
+
+    init_from: str = Field("results/llm/pretrain", description="checkpoint or run folder of the previous stage")
+    train_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 1.0, "spelling": 1.0},
+                                          description="task name -> weight (passes over the task)")
+    val_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 0.05, "spelling": 0.05})
+    task_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task name -> constructor options")
+    use_mask: bool = Field(False, description="midtrain: train on assistant tokens only (SFT always masks)")
+    pad_to_seq_len: bool = Field(False, description="sft: pad every batch to sequence_len")
+
+
+class StudyConfig(StrictModel):
+    """`llm_study`: the same pretrain -> midtrain -> sft -> eval chain per arm, arms differing in mode."""
+
+    arms: list[list[Mode]] = Field(default_factory=lambda: [["ddp"] * 3, ["diloco"] * 3, ["diloco", "ddp", "ddp"]],
+                                   description="modes of (pretrain, midtrain, sft) per arm")
+    workers: int = Field(2, ge=2)
+    seed: int = 0
+    out_dir: str = "results/llm/study"
+    experiment: str = "llm-study"
+    pretrain: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.pretrain for the study")
+    midtrain: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.midtrain")
+    sft: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.sft")
+    eval: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.eval")
+
+    @model_validator(mode="after")
+    def three_stages(self) -> StudyConfig:
+        bad = [arm for arm in self.arms if len(arm) != 3 or "single" in arm]
+        if bad or not self.arms:
+            raise ValueError(f"every arm lists 3 distributed modes (pretrain, midtrain, sft), got {bad or 'none'}")
+        return self
+
+
+class EvalConfig(StrictModel):
+    """`seedflow llm eval`: bits per byte on the val shards plus every task's score."""
+
+    checkpoint: str = Field("results/llm/sft", description="checkpoint or run folder to evaluate")
+    tokens_dir: str = Field("results/llm/tokens", description="token shards whose val split gives bits per byte")
+    out_dir: str = "results/llm/eval"
+    experiment: str = "llm-eval"
+    tasks: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"addition": {}, "spelling": {}, "gsm8k": {}, "humaneval": {}},
+        description="task name -> constructor options (tasks/llm/tasks build_task), e.g. mmlu: {path: ...}")
+    split: str = Field("test", description="split of every task that has splits")
+    max_examples: int = Field(50, ge=0, description="examples per task; 0 = all")
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    top_k: int = Field(0, ge=0, description="0 = no top-k filter")
+    batch_size: int = Field(8, ge=1, description="prompts per forward for multiple choice and bpb")
+    bpb_tokens: int = Field(16384, ge=0, description="val tokens for bits per byte; 0 = skip")
+    humaneval_timeout_s: float = Field(5.0, gt=0)
+    precision: Precision = "bf16"
+    seed: int = 0
 
 
 def load_stage(model: type[M], stage: str, overrides: Mapping[str, Any] | None = None,

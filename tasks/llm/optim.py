@@ -1,0 +1,93 @@
+"""Optimizers and the learning-rate schedule, as nanochat.
+
+Muon (momentum, then Newton-Schulz orthogonalisation of the update) for the 2-D matrices of the
+transformer blocks, AdamW for the embedding and the head (they are lookups / a classifier, where
+orthogonalised updates make no sense). Plain AdamW or SGD for everything as options; SGD exists
+because DiLoCo with H=1 equals data-parallel training exactly only with a linear inner optimizer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tasks.llm.config import OptimConfig
+
+
+def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """Approximately orthogonalise G (quintic Newton-Schulz, coefficients from Keller Jordan's Muon)."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G.bfloat16()
+    transposed = G.size(-2) > G.size(-1)
+    if transposed:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
+    for _ in range(steps):
+        A = X @ X.mT
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    return (X.mT if transposed else X).to(G.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """MomentUm Orthogonalized by Newton-schulz, for 2-D parameters only."""
+
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(g)
+                buf = state["momentum_buffer"]
+                buf.lerp_(g, 1 - group["momentum"])
+                g = g.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                update = zeropower_via_newtonschulz5(g, group["ns_steps"])
+                p.add_(update, alpha=-group["lr"] * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+
+
+def build_optimizers(model: nn.Module, cfg: OptimConfig) -> list[torch.optim.Optimizer]:
+    """The optimizers of `model`; each param group remembers its base lr as `initial_lr`."""
+    if cfg.kind == "adamw":
+        opts = [torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-10,
+                                  weight_decay=cfg.weight_decay)]
+    elif cfg.kind == "sgd":
+        opts = [torch.optim.SGD(model.parameters(), lr=cfg.lr)]
+    else:
+        scale = (model.config.n_embd / 768) ** -0.5  # nanochat: AdamW lrs tuned at width 768
+        adam_groups = [
+            dict(params=[model.transformer.wte.weight], lr=cfg.embedding_lr * scale),
+            dict(params=[model.lm_head.weight], lr=cfg.unembedding_lr * scale),
+        ]
+        opts = [
+            torch.optim.AdamW(adam_groups, betas=cfg.betas, eps=1e-10, weight_decay=cfg.weight_decay),
+            Muon(model.matrix_params(), lr=cfg.matrix_lr),
+        ]
+    for opt in opts:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return opts
+
+
+def lr_multiplier(step: int, total_steps: int, cfg: OptimConfig) -> float:
+    """Warm-up, constant, then linear decay to `final_lr_frac` over the last `warmdown_frac`."""
+    warmup = round(cfg.warmup_frac * total_steps)
+    warmdown = round(cfg.warmdown_frac * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    if step <= total_steps - warmdown:
+        return 1.0
+    progress = (total_steps - step) / max(warmdown, 1)
+    return progress + (1 - progress) * cfg.final_lr_frac
+
+
+def set_lr(optimizers: list[torch.optim.Optimizer], multiplier: float) -> None:
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * multiplier

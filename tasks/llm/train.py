@@ -1,0 +1,377 @@
+"""One training loop for every mode: `single`, `ddp` and `diloco` differ only in what happens after
+the backward pass (nothing / all-reduce the gradients / every H steps, the DiLoCo outer sync).
+
+`run_training` is the entry point for pretraining, midtraining and SFT: a config, a `BatchSource`,
+optionally a checkpoint to start from and a stage name for MLflow. It runs in this process for one
+worker and on Ray actors (torch.distributed, gloo on CPU) for several. Rank 0 logs to MLflow,
+prints progress and writes checkpoints together with every rank's own optimizer and data state.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from tasks.common.atomic import write_json, write_text
+from tasks.common.paths import project_root
+from tasks.common.progress import Progress
+from tasks.llm.bpb import bits_per_byte
+from tasks.llm.checkpoint import (
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    mark_latest,
+    read_meta,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_state,
+)
+from tasks.llm.config import PretrainConfig
+from tasks.llm.data import BatchSource
+from tasks.llm.ddp import CommStats, allreduce_gradients
+from tasks.llm.diloco import DilocoOuter
+from tasks.llm.flops import matmul_peak
+from tasks.llm.model import GPT, GPTConfig
+from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
+
+
+@dataclass
+class RunContext:
+    """What every rank needs besides the config and the data: all paths absolute."""
+
+    out_dir: str
+    stage: str = "pretrain"
+    init_checkpoint: str | None = None
+    mlflow_run_id: str | None = None
+    tracking_uri: str | None = None
+    dist_url: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def plan(cfg: PretrainConfig, source: BatchSource) -> tuple[int, int]:
+    """(optimizer steps, micro-batches per step per worker) from the batch and budget settings."""
+    per_forward = _batch_tokens(source, cfg)
+    world = cfg.world_size
+    accum = 1
+    if cfg.total_batch_tokens:
+        if cfg.total_batch_tokens % (per_forward * world):
+            raise ValueError(f"total_batch_tokens={cfg.total_batch_tokens} is not a multiple of "
+                             f"{world} worker(s) x {per_forward} tokens per forward")
+        accum = cfg.total_batch_tokens // (per_forward * world)
+    steps = math.ceil(cfg.token_budget / (per_forward * world * accum)) if cfg.token_budget else cfg.steps
+    if steps < 1:
+        raise ValueError("nothing to train: steps and token_budget are both 0")
+    return steps, accum
+
+
+def _batch_tokens(source: BatchSource, cfg: PretrainConfig) -> int:
+    b = getattr(source, "batch_size", cfg.device_batch_size)
+    t = getattr(source, "seq_len", cfg.sequence_len)
+    return b * t
+
+
+def build_model(cfg: PretrainConfig, vocab_size: int, init_checkpoint: str | None) -> tuple[GPT, dict]:
+    """A fresh GPT from the config (seeded: identical on every rank), or the weights of a checkpoint."""
+    torch.manual_seed(cfg.seed)
+    if init_checkpoint:
+        meta = read_meta(init_checkpoint)
+        model = GPT(GPTConfig(**meta["model_config"]))
+        if vocab_size is not None and vocab_size != model.config.vocab_size:
+            raise ValueError(f"checkpoint {init_checkpoint} has vocabulary {model.config.vocab_size}, "
+                             f"the data has {vocab_size}: they come from different tokenizers")
+        load_weights(model, init_checkpoint)
+        return model, meta
+    return GPT(GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, cfg.n_kv_head)), {}
+
+
+class _Due:
+    """Fires at the first allowed step at or after every multiple of `every` (and at the end)."""
+
+    def __init__(self, every: int, step: int):
+        self.every, self.next = every, (step // every + 1) * every if every else None
+
+    def __call__(self, step: int, last: bool) -> bool:
+        if last:
+            return True
+        if self.next is None or step < self.next:
+            return False
+        self.next = (step // self.every + 1) * self.every
+        return True
+
+
+def train_worker(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx: RunContext) -> dict:
+    """Train as rank `rank` of `world`; returns the run summary (rank 0) or this rank's stats."""
+    torch.set_num_threads(cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // world))
+    if world > 1:
+        dist.init_process_group("gloo", init_method=ctx.dist_url, rank=rank, world_size=world)
+    try:
+        return _train(cfg, source, rank, world, ctx)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx: RunContext) -> dict:
+    steps, accum = plan(cfg, source)
+    vocab = getattr(source, "vocab_size", None)
+    model, init_meta = build_model(cfg, vocab, ctx.init_checkpoint)
+    model.train()
+    optimizers = build_optimizers(model, cfg.optim)
+    outer = DilocoOuter(list(model.parameters()), cfg.diloco) if cfg.mode == "diloco" else None
+    comm = CommStats()
+    ckpt_root = Path(ctx.out_dir) / "checkpoints"
+    step, position, history, evals = 0, None, [], []
+    latest = latest_checkpoint(ckpt_root) if cfg.resume else None
+    if latest is not None:
+        meta = read_meta(latest)
+        load_weights(model, latest)
+        mine = load_state(latest / f"rank{rank}.pt")
+        for opt, state in zip(optimizers, mine["optimizers"]):
+            opt.load_state_dict(state)
+        if outer is not None:
+            outer.load_state_dict(load_state(latest / "outer.pt"))
+        step, position = meta["step"], mine["position"]
+        history, evals = meta["history"], meta["evals"]
+        comm = CommStats(**meta["comm"])
+        if rank == 0:
+            print(f"[{ctx.stage}] resumed from {latest} at step {step}", flush=True)
+
+    lead = rank == 0
+    autocast = cfg.precision == "bf16"
+    batches = source.batches(rank, world, position)
+    has_val = lead and hasattr(source, "val_batches")
+    token_bytes = source.token_bytes() if has_val else None
+    peak = matmul_peak(torch.bfloat16 if autocast else torch.float32) if lead else 0.0
+    flops_per_token = model.num_flops_per_token()
+    logger = _MlflowLogger(ctx) if lead else None
+    progress = Progress(steps, f"{ctx.stage}/{cfg.mode}", unit="tok") if lead else None
+    eval_due, ckpt_due = _Due(cfg.eval_every, step), _Due(cfg.checkpoint_every, step)
+    train_seconds, tokens_done = 0.0, 0
+    last_mult = None
+
+    while step < steps:
+        t0 = time.perf_counter()
+        mult = lr_multiplier(step, steps, cfg.optim)
+        if mult != last_mult:
+            set_lr(optimizers, mult)
+            last_mult = mult
+        loss_sum, step_tokens = 0.0, 0
+        for _ in range(accum):
+            x, y, position = next(batches)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = model(x, y)
+            (loss / accum).backward()
+            loss_sum += loss.item()
+            step_tokens += x.numel()
+        if cfg.mode == "ddp":
+            allreduce_gradients(model, comm)
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        for opt in optimizers:
+            opt.step()
+        model.zero_grad(set_to_none=True)
+        step += 1
+        last = step == steps
+        synced = outer is None or step % cfg.diloco.inner_steps == 0 or last
+        if outer is not None and synced:
+            outer.sync(comm)
+        train_seconds += time.perf_counter() - t0
+        tokens_done += step_tokens
+        history.append(loss_sum / accum)
+        if not lead:
+            if synced and ckpt_due(step, last):
+                _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, {})
+            continue
+        rate = tokens_done * world / train_seconds
+        progress.update(step, step_tokens * world, loss=history[-1])
+        metrics = {}
+        if step % cfg.log_every == 0 or last:
+            metrics = {"train_loss": history[-1], "tokens_per_s": rate, "lr_multiplier": mult,
+                       "mfu": flops_per_token * rate / world / peak, "comm_bytes": comm.bytes,
+                       "comm_seconds": comm.seconds, "sync_rounds": comm.rounds}
+        if synced and has_val and eval_due(step, last):
+            bpb = bits_per_byte(model, source.val_batches(cfg.eval_tokens), token_bytes, autocast)
+            evals.append({"step": step, "val_bpb": bpb})
+            metrics["val_bpb"] = bpb
+            print(f"[{ctx.stage}/{cfg.mode}] step {step}: val bpb {bpb:.4f}", flush=True)
+        logger.log(metrics, step)
+        if synced and ckpt_due(step, last):
+            meta = {"step": step, "history": history, "evals": evals, "comm": comm.as_dict(),
+                    "stage": ctx.stage, "mode": cfg.mode, "world_size": world, "config": cfg.model_dump(mode="json"),
+                    "tokenizer": getattr(source, "tokenizer_path", "") or init_meta.get("tokenizer", ""),
+                    "mlflow_run_id": ctx.mlflow_run_id}
+            _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, meta)
+
+    if not lead:
+        return {"rank": rank, "comm": comm.as_dict()}
+    model_dir = Path(ctx.out_dir) / "model"  # the final weights, what the next stage starts from
+    shutil.rmtree(model_dir, ignore_errors=True)
+    save_checkpoint(model_dir, model, {}, read_meta(latest_checkpoint(ckpt_root)))
+    rate = tokens_done * world / train_seconds if train_seconds else 0.0
+    return {
+        "stage": ctx.stage, "mode": cfg.mode, "workers": world, "steps": steps, "grad_accum": accum,
+        "tokens": steps * accum * world * _batch_tokens(source, cfg),
+        "final_train_loss": history[-1] if history else float("nan"),
+        "val_bpb": evals[-1]["val_bpb"] if evals else None,
+        "tokens_per_s": rate, "mfu": flops_per_token * rate / world / peak if peak else None,
+        "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
+        "comm_bytes_per_worker": comm.bytes, "comm_seconds": comm.seconds, "sync_rounds": comm.rounds,
+        "train_seconds": train_seconds, "history": history, "evals": evals,
+        "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, position: dict, rank: int,
+                world: int, step: int, meta: dict) -> None:
+    """Every rank writes its own state into a temporary folder; rank 0 completes it and renames it."""
+    final = root / f"step_{step:06d}"
+    tmp = root / f".{final.name}.tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_state(tmp / f"rank{rank}.pt", {"optimizers": [o.state_dict() for o in optimizers], "position": position})
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        save_checkpoint(tmp, model, {"outer": outer.state_dict()} if outer is not None else {}, meta)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        mark_latest(root, final)
+
+
+class _MlflowLogger:
+    """Metrics of rank 0 into the run the driver created (no active-run state in the worker)."""
+
+    def __init__(self, ctx: RunContext):
+        self.client, self.run_id = None, ctx.mlflow_run_id
+        if self.run_id:
+            from mlflow.tracking import MlflowClient
+
+            self.client = MlflowClient(ctx.tracking_uri)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.client is None or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str | None = None,
+                 out_dir: str | Path | None = None, stage: str = "pretrain", tags: dict[str, str] | None = None) -> dict:
+    """Train one stage and return its summary; logs one MLflow run in `cfg.experiment`.
+
+    `init_checkpoint` (midtrain / SFT) starts from those weights with fresh optimizers;
+    `cfg.resume` continues this stage's own last checkpoint in `out_dir`.
+    """
+    out = Path(out_dir or project_root() / cfg.out_dir).resolve()
+    init = str(resolve_checkpoint(init_checkpoint)) if init_checkpoint else None
+    steps, _ = plan(cfg, source)
+    ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, tags=dict(tags or {}))
+    client, run_id = _start_mlflow_run(cfg, ctx, out, steps)
+    ctx.mlflow_run_id, ctx.tracking_uri = run_id, client.tracking_uri if client else None
+    start = time.perf_counter()
+    try:
+        if cfg.world_size == 1:
+            summary = train_worker(cfg, source, 0, 1, ctx)
+        else:
+            summary = _run_on_ray(cfg, source, ctx)[0]
+    except BaseException:
+        if client:
+            client.set_terminated(run_id, status="FAILED")
+        raise
+    summary.update(wall_seconds=time.perf_counter() - start, mlflow_run_id=run_id, out_dir=str(out))
+    _finish(summary, out, client, run_id)
+    return summary
+
+
+def _start_mlflow_run(cfg: PretrainConfig, ctx: RunContext, out: Path, steps: int):
+    """Create (or, when resuming, reopen) the stage's MLflow run in the driver."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tasks.common.tracking import use_experiment
+
+    experiment_id = use_experiment(cfg.experiment)
+    client = MlflowClient(mlflow.get_tracking_uri())
+    latest = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    run_id = read_meta(latest).get("mlflow_run_id") if latest else None
+    if run_id:
+        client.update_run(run_id, status="RUNNING")
+        return client, run_id
+    name = cfg.run_name or f"{ctx.stage}-{cfg.mode}-d{cfg.depth}"
+    tags = {"stage": ctx.stage, "mode": cfg.mode, **ctx.tags}
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    params = _flatten(cfg.model_dump(mode="json"))
+    params.update(planned_steps=steps, init_checkpoint=ctx.init_checkpoint or "")
+    from mlflow.entities import Param
+
+    client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    return client, run_id
+
+
+def _finish(summary: dict, out: Path, client, run_id: str) -> None:
+    """metrics.json (DVC metrics) and loss.csv (DVC plot), logged to the MLflow run too."""
+    from mlflow.entities import Metric
+
+    scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+    write_json(out / "metrics.json", scalars)
+    write_text(out / "loss.csv", "step,train_loss\n" + "".join(f"{i + 1},{v:.6f}\n" for i, v in enumerate(summary["history"])))
+    if client:
+        now = int(time.time() * 1000)
+        final = {f"final_{k}": float(v) for k, v in scalars.items() if k in (
+            "val_bpb", "tokens_per_s", "mfu", "comm_bytes_per_worker", "comm_seconds", "sync_rounds", "wall_seconds")}
+        client.log_batch(run_id, metrics=[Metric(k, v, now, summary["steps"]) for k, v in final.items()])
+        client.log_artifact(run_id, str(out / "metrics.json"))
+        client.log_artifact(run_id, str(out / "loss.csv"))
+        client.set_terminated(run_id, status="FINISHED")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _run_on_ray(cfg: PretrainConfig, source: BatchSource, ctx: RunContext) -> list[dict]:
+    """One Ray actor per rank; rank 0's node address hosts the gloo rendezvous."""
+    import ray
+
+    from tasks.common.ray_runtime import cluster_cpus, ensure_ray
+
+    ensure_ray()
+    world = cfg.world_size
+    cpus = min(1.0, cluster_cpus() / world)  # never ask for more than the cluster has: that would hang
+    actor_cls = ray.remote(_TrainActor)
+    actors = [actor_cls.options(num_cpus=cpus).remote() for _ in range(world)]
+    try:
+        host, port = ray.get(actors[0].address.remote())
+        ctx.dist_url = f"tcp://{host}:{port}"
+        return ray.get([a.run.remote(cfg, source, rank, world, ctx) for rank, a in enumerate(actors)])
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+class _TrainActor:
+    def address(self) -> tuple[str, int]:
+        import ray
+
+        from tasks.common.prefect_api import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def run(self, cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx: RunContext) -> dict:
+        return train_worker(cfg, source, rank, world, ctx)
