@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from flows import forecast_cli, llm_cli
+from flows import forecast_cli, llm_cli, logs_cli
 
 app = typer.Typer(help="seedflow: Prefect flows on Ray, tracked in MLflow, reproduced with DVC.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
@@ -17,8 +17,11 @@ app.add_typer(bench_app, name="bench")
 app.command("forecast")(forecast_cli.forecast)
 bench_app.command("forecast")(forecast_cli.bench)
 app.add_typer(llm_cli.app, name="llm")
+app.add_typer(logs_cli.app, name="logs")
+bench_app.command("logs")(logs_cli.bench)
 
 DEMOS = [forecast_cli.demo]
+DEMOS.append(logs_cli.demo)
 
 
 @app.command()

@@ -12,8 +12,9 @@ from prefect import serve
 def all_flows():
     from flows.forecast import forecast_flow
     from flows.llm import llm_tokenize
+    from flows.logs import logs_flow
 
-    return [forecast_flow, llm_tokenize]
+    return [forecast_flow, llm_tokenize, logs_flow]
 
 
 def serve_all() -> None:

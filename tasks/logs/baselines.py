@@ -1,0 +1,161 @@
+"""Baselines: PCA, Isolation Forest, Invariants Mining and LogCluster on template-count vectors
+of fixed time windows (per node), plus a supervised upper bound trained on true labels.
+
+The count-vector methods judge a window (loglizer style), fit unsupervised on the train part's
+windows; each line inherits its window's verdict. Distinct count vectors are fitted and scored
+once with their counts as weights.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.stats import norm
+
+from tasks.logs.config import CountConfig
+from tasks.logs.data import Detection, LogData
+
+
+class Sessions:
+    """Template-count vectors of (node, time bucket) windows; column 0 = template unseen in training."""
+
+    def __init__(self, data: LogData, session_s: float):
+        bucket = np.floor(data.timestamp / session_s).astype(np.int64)
+        keys = pd.MultiIndex.from_arrays([data.node, bucket])
+        self.of_line, _ = pd.factorize(keys)
+        known = np.unique(data.template[data.train])
+        cols = pd.Series(data.template).map({t: i + 1 for i, t in enumerate(known)}).fillna(0).to_numpy(np.int64)
+        n_sessions = int(self.of_line.max()) + 1
+        counts = sparse.csr_matrix((np.ones(data.n), (self.of_line, cols)), shape=(n_sessions, len(known) + 1))
+        self.train = np.zeros(n_sessions, dtype=bool)
+        self.train[self.of_line[data.train]] = True
+        dense = counts.toarray()
+        self.vectors, self.of_session, self.weight = _dedup(dense, self.train)
+        self.train_rows = self.weight > 0
+
+    def to_lines(self, per_vector: np.ndarray) -> np.ndarray:
+        return per_vector[self.of_session[self.of_line]]
+
+
+def _dedup(dense: np.ndarray, train: np.ndarray):
+    vectors, of_session = np.unique(dense, axis=0, return_inverse=True)
+    weight = np.bincount(of_session.ravel()[train], minlength=len(vectors)).astype(np.float64)
+    return vectors, of_session.ravel(), weight
+
+
+def _idf(s: Sessions) -> np.ndarray:
+    df = ((s.vectors > 0) * s.weight[:, None]).sum(0)
+    return np.log((s.weight.sum() + 1) / (df + 1)) + 1.0
+
+
+def _detection(name, s: Sessions, scores, predicted, threshold, start, t_fit, info=None) -> Detection:
+    t_end = time.perf_counter()
+    return Detection(name, s.to_lines(scores).astype(np.float64), s.to_lines(predicted).astype(np.int8),
+                     threshold, t_fit - start, t_end - t_fit, {"windows": len(s.of_session), **(info or {})})
+
+
+def run_pca(data: LogData, cfg: CountConfig) -> Detection:
+    """Xu et al. (SOSP'09): residual (SPE) outside the principal subspace, Q-statistic threshold."""
+    start = time.perf_counter()
+    s = Sessions(data, cfg.session_s)
+    x = s.vectors * _idf(s)
+    w = s.weight / s.weight.sum()
+    mean = (x * w[:, None]).sum(0)
+    xc = (x - mean)[s.train_rows] * np.sqrt(w[s.train_rows])[:, None]
+    _, sv, vt = np.linalg.svd(xc, full_matrices=True)
+    lam = np.zeros(vt.shape[0])
+    lam[: len(sv)] = sv**2
+    k = int(np.searchsorted(np.cumsum(lam) / max(lam.sum(), 1e-12), cfg.pca_variance) + 1)
+    p = vt[:k].T
+    residual = (x - mean) - (x - mean) @ p @ p.T
+    spe = (residual**2).sum(1)
+    rest = lam[k:]
+    phi = [float((rest**i).sum()) for i in (1, 2, 3)]
+    if phi[0] <= 0:
+        threshold = 1e-9
+    else:
+        h0 = 1 - 2 * phi[0] * phi[2] / (3 * phi[1] ** 2)
+        c = norm.ppf(1 - cfg.pca_alpha)
+        threshold = phi[0] * (c * np.sqrt(2 * phi[1] * h0**2) / phi[0] + 1 + phi[1] * h0 * (h0 - 1) / phi[0] ** 2) ** (1 / h0)
+    t_fit = time.perf_counter()
+    return _detection("pca", s, spe, spe > threshold, float(threshold), start, t_fit, {"components": k})
+
+
+def run_iforest(data: LogData, cfg: CountConfig, seed: int = 0) -> Detection:
+    from sklearn.ensemble import IsolationForest
+
+    start = time.perf_counter()
+    s = Sessions(data, cfg.session_s)
+    model = IsolationForest(n_estimators=cfg.iforest_trees, random_state=seed)
+    model.fit(s.vectors[s.train_rows], sample_weight=s.weight[s.train_rows])
+    t_fit = time.perf_counter()
+    scores = -model.score_samples(s.vectors)
+    return _detection("iforest", s, scores, model.predict(s.vectors) == -1, float(-model.offset_), start, t_fit)
+
+
+def run_invariants(data: LogData, cfg: CountConfig) -> Detection:
+    """Lou et al. (ATC'10): linear invariants a.x = 0 of the training windows' counts.
+
+    Invariants are the (near-)null space of the training count matrix; a window violating any
+    (including "this template never occurred in training") is anomalous.
+    """
+    start = time.perf_counter()
+    s = Sessions(data, cfg.session_s)
+    x = s.vectors[s.train_rows]
+    _, sv, vt = np.linalg.svd(x, full_matrices=True)
+    full = np.zeros(vt.shape[0])
+    full[: len(sv)] = sv
+    invariants = vt[full <= cfg.invariant_eps * max(full.max(), 1.0)]
+    violation = np.abs(s.vectors @ invariants.T).max(1) if len(invariants) else np.zeros(len(s.vectors))
+    tol = 1e-6 + (np.abs(x @ invariants.T).max() if len(invariants) else 0.0)
+    t_fit = time.perf_counter()
+    return _detection("invariants", s, violation, violation > tol, float(tol), start, t_fit, {"invariants": len(invariants)})
+
+
+def run_logcluster(data: LogData, cfg: CountConfig, seed: int = 0, max_fit: int = 2000) -> Detection:
+    """Lin et al. (ICSE'16): cluster idf-weighted windows; far from every training cluster = anomalous."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    start = time.perf_counter()
+    s = Sessions(data, cfg.session_s)
+    x = s.vectors * _idf(s)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    fit_rows = np.flatnonzero(s.train_rows)
+    if len(fit_rows) > max_fit:
+        fit_rows = np.random.default_rng(seed).choice(fit_rows, max_fit, replace=False)
+    if len(fit_rows) == 1:
+        centroids = x[fit_rows]
+    else:
+        labels = AgglomerativeClustering(n_clusters=None, metric="cosine", linkage="average",
+                                         distance_threshold=cfg.logcluster_max_dist).fit_predict(x[fit_rows])
+        centroids = np.stack([x[fit_rows][labels == c].mean(0) for c in np.unique(labels)])
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    t_fit = time.perf_counter()
+    distance = 1 - (x @ centroids.T).max(1)
+    return _detection("logcluster", s, distance, distance > cfg.logcluster_max_dist, cfg.logcluster_max_dist,
+                      start, t_fit, {"clusters": len(centroids)})
+
+
+def run_supervised(data: LogData, labels: np.ndarray, seed: int = 0) -> Detection:
+    """Upper bound: logistic regression on a line's token counts, trained on TRUE train labels."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    start = time.perf_counter()
+    labels = np.asarray(labels, dtype=np.int64)
+    vec = CountVectorizer(analyzer=lambda seq: list(seq))
+    x = vec.fit_transform(data.seq_tokens)
+    keys = data.seq[data.train] * 2 + labels[data.train]
+    uniq, counts = np.unique(keys, return_counts=True)
+    y = uniq % 2
+    if len(np.unique(y)) < 2:
+        raise ValueError("supervised baseline needs both classes in the train part")
+    model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=2000, random_state=seed)
+    model.fit(x[uniq // 2], y, sample_weight=counts)
+    train_s = time.perf_counter() - start
+    t0 = time.perf_counter()
+    scores = model.predict_proba(x)[:, 1][data.seq]
+    return Detection("supervised", scores, (scores > 0.5).astype(np.int8), 0.5, train_s, time.perf_counter() - t0, {})

@@ -1,0 +1,224 @@
+"""Loaders for real log formats -> one frame: timestamp (epoch s), node, content, label.
+
+`label` is the dataset's ground truth (1 anomaly, 0 normal, <NA> unknown); it is used only
+for simulated failure windows and evaluation, never by a detector's threshold. Lines that do
+not fit the format are counted (with a few examples), never silently dropped, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["timestamp", "node", "content", "label"]
+MAX_EXAMPLES = 5
+
+
+@dataclass
+class Loaded:
+    frame: pd.DataFrame
+    malformed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"lines": len(self.frame), "malformed": self.malformed, "malformed_examples": self.examples}
+
+
+class _Collector:
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.malformed = 0
+        self.examples: list[str] = []
+
+    def bad(self, line: str, why: str) -> None:
+        self.malformed += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"{why}: {line[:120]!r}")
+
+    def result(self, source: Path) -> Loaded:
+        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        return _finish(frame, self.malformed, self.examples, source)
+
+
+def _finish(frame: pd.DataFrame, malformed: int, examples: list[str], source: Path) -> Loaded:
+    if frame.empty:
+        raise ValueError(f"{source}: no valid log lines ({malformed} malformed; e.g. {examples[:2]})")
+    frame = frame.astype({"timestamp": "float64", "content": "str"})
+    frame["node"] = frame["node"].astype("string")
+    frame["label"] = frame["label"].astype("Int8")
+    return Loaded(frame.reset_index(drop=True), malformed, examples)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if not path.is_file():
+        raise FileNotFoundError(f"log file {path} not found")
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+
+
+def _lines(path: Path, max_lines: int | None):
+    with _open_text(path) as handle:
+        for i, line in enumerate(handle):
+            if max_lines is not None and i >= max_lines:
+                return
+            yield line.rstrip("\r\n")
+
+
+def load_bgl(path: str | Path, max_lines: int | None = None) -> Loaded:
+    """loghub BGL: `label epoch date node time noderepeat type component level content...`.
+
+    The first field is `-` for normal lines, otherwise the alert tag (anomaly).
+    """
+    out = _Collector()
+    for line in _lines(Path(path), max_lines):
+        parts = line.split(" ", 9)
+        if len(parts) < 9 or not parts[1].isdigit():
+            out.bad(line, "expected >= 9 space-separated fields with an epoch in field 2")
+            continue
+        content = parts[9] if len(parts) == 10 else ""
+        out.rows.append((int(parts[1]), parts[3], content, int(parts[0] != "-")))
+    return out.result(Path(path))
+
+
+def load_thunderbird(path: str | Path, max_lines: int | None = None) -> Loaded:
+    """loghub Thunderbird: `label epoch date user month day time location content...`."""
+    out = _Collector()
+    for line in _lines(Path(path), max_lines):
+        parts = line.split(" ", 8)
+        if len(parts) < 9 or not parts[1].isdigit() or not parts[0]:
+            out.bad(line, "expected >= 9 space-separated fields with an epoch in field 2")
+            continue
+        out.rows.append((int(parts[1]), parts[3], parts[8], int(parts[0] != "-")))
+    return out.result(Path(path))
+
+
+HDFS_LINE = re.compile(r"^(\d{6}) (\d{6}) (\d+) (\w+) ([^:]+): (.*)$")
+BLOCK = re.compile(r"blk_-?\d+")
+
+
+def read_block_labels(path: str | Path) -> dict[str, int]:
+    """loghub HDFS `anomaly_label.csv`: BlockId,Label with Label in {Normal, Anomaly}."""
+    frame = pd.read_csv(path)
+    missing = {"BlockId", "Label"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)} (expected BlockId,Label)")
+    bad = ~frame["Label"].isin(["Normal", "Anomaly"])
+    if bad.any():
+        raise ValueError(f"{path}: Label must be Normal or Anomaly, found {frame.loc[bad, 'Label'].unique()[:5].tolist()}")
+    return dict(zip(frame["BlockId"], (frame["Label"] == "Anomaly").astype(int)))
+
+
+def load_hdfs(path: str | Path, labels: str | Path | None = None, max_lines: int | None = None) -> Loaded:
+    """loghub HDFS: `yymmdd HHMMSS pid level component: content`; node = the line's block id.
+
+    A line is anomalous when its block is labelled Anomaly; lines without a labelled block get <NA>.
+    """
+    block_labels = read_block_labels(labels) if labels else {}
+    out = _Collector()
+    for line in _lines(Path(path), max_lines):
+        match = HDFS_LINE.match(line)
+        if not match:
+            out.bad(line, "expected `yymmdd HHMMSS pid LEVEL component: content`")
+            continue
+        date, time_, _, _, _, content = match.groups()
+        try:
+            stamp = datetime.strptime(date + time_, "%y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            out.bad(line, "invalid date/time")
+            continue
+        block = BLOCK.search(content)
+        node = block.group(0) if block else None
+        label = block_labels.get(node, pd.NA) if node else pd.NA
+        out.rows.append((stamp, node, content, label))
+    return out.result(Path(path))
+
+
+def load_spirit(path: str | Path, max_lines: int | None = None) -> Loaded:
+    """The LogLAB Spirit sample: CSV `,t,Timestamp,Content,datetime`; `t` is `-` or an alert tag."""
+    return _load_csv(Path(path), time_col="Timestamp", text_col="Content", label_col="t", max_lines=max_lines)
+
+
+def load_generic(path: str | Path, max_lines: int | None = None) -> Loaded:
+    """Any CSV/Parquet with a `timestamp` (epoch s or date string) and a `message`/`content` column.
+
+    Optional `node` and `label` (0/1, or `-`/tag) columns are kept.
+    """
+    path = Path(path)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise FileNotFoundError(f"log file {path} not found")
+        frame = pd.read_parquet(path)
+        if max_lines:
+            frame = frame.head(max_lines)
+        return _from_frame(frame, path, 0, [])
+    return _load_csv(path, None, None, None, max_lines)
+
+
+def _load_csv(path: Path, time_col, text_col, label_col, max_lines) -> Loaded:
+    if not path.is_file():
+        raise FileNotFoundError(f"log file {path} not found")
+    bad: list[list[str]] = []
+
+    def on_bad(fields: list[str]) -> None:
+        bad.append(fields)
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=max_lines,
+                        engine="python", on_bad_lines=on_bad, quoting=csv.QUOTE_MINIMAL)
+    examples = [f"wrong number of fields: {','.join(f)[:120]!r}" for f in bad[:MAX_EXAMPLES]]
+    rename = {}
+    if time_col:
+        rename = {time_col: "timestamp", text_col: "content", label_col: "label"}
+    return _from_frame(frame.rename(columns=rename), path, len(bad), examples)
+
+
+def _from_frame(frame: pd.DataFrame, path: Path, malformed: int, examples: list[str]) -> Loaded:
+    cols = {c.lower(): c for c in frame.columns}
+    text = cols.get("content") or cols.get("message")
+    if "timestamp" not in cols or text is None:
+        raise ValueError(f"{path}: needs a `timestamp` and a `content` or `message` column, found {list(frame.columns)}")
+    stamps = _to_epoch(frame[cols["timestamp"]])
+    content = frame[text]
+    ok = stamps.notna() & content.notna()
+    for _, row in frame[~ok].head(MAX_EXAMPLES - len(examples)).iterrows():
+        examples.append(f"missing/invalid timestamp or content: {row.to_dict()!r}"[:160])
+    malformed += int((~ok).sum())
+    out = pd.DataFrame({"timestamp": stamps[ok].to_numpy(), "content": content[ok].astype(str).to_numpy()})
+    out["node"] = frame.loc[ok, cols["node"]].to_numpy() if "node" in cols else None
+    out["label"] = _to_label(frame.loc[ok, cols["label"]]).to_numpy() if "label" in cols else pd.NA
+    return _finish(out[COLUMNS], malformed, examples, path)
+
+
+def _to_epoch(values: pd.Series) -> pd.Series:
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().mean() >= 0.5:
+        return numeric.astype("float64")
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return seconds.astype("float64")
+
+
+def _to_label(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    numeric = pd.to_numeric(text, errors="coerce")
+    tag = (text != "-").astype("Int8").where(text.notna())
+    return pd.Series(np.where(numeric.notna(), numeric.fillna(0).clip(0, 1), tag), index=values.index).astype("Int8")
+
+
+LOADERS = {"bgl": load_bgl, "thunderbird": load_thunderbird, "spirit": load_spirit, "generic": load_generic}
+
+
+def load(fmt: str, path: str | Path, labels: str | Path | None = None, max_lines: int | None = None) -> Loaded:
+    """Dispatch on the format name (see `tasks.logs.config.FORMATS`)."""
+    if fmt == "hdfs":
+        return load_hdfs(path, labels, max_lines)
+    if fmt not in LOADERS:
+        raise ValueError(f"unknown log format {fmt!r}; choose from {sorted([*LOADERS, 'hdfs'])}")
+    return LOADERS[fmt](path, max_lines)

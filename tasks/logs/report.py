@@ -1,0 +1,63 @@
+"""Results table, metrics JSON, plots, and one MLflow run per (dataset, window, model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tasks.common.atomic import write_bytes, write_frame, write_json
+from tasks.logs.config import LogsConfig
+
+FLAT_KEYS = ["dataset", "window_s", "model", "precision", "recall", "f1", "train_s", "score_s", "lines_per_s_score",
+             "recall_template", "recall_attribute", "recall_contextual", "threshold"]
+
+
+def write_outputs(rows: list[dict], parse_stats: dict[str, dict], plots: dict[str, bytes], out_dir: Path) -> dict[str, Any]:
+    table = pd.DataFrame([{k: r.get(k) for k in FLAT_KEYS} for r in rows])
+    table = table.sort_values(["dataset", "window_s", "f1"], ascending=[True, True, False]).reset_index(drop=True)
+    write_frame(out_dir / "results.csv", table)
+    best = table.loc[table.groupby(["dataset", "window_s"])["f1"].idxmax(), ["dataset", "window_s", "model", "f1"]]
+    metrics = {
+        "f1": {f"{r.dataset}/w{r.window_s:g}/{r.model}": r.f1 for r in table.itertuples()},
+        "best": best.to_dict(orient="records"),
+        "parse": parse_stats,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "details.json", rows)
+    for name, png in plots.items():
+        write_bytes(out_dir / "plots" / name, png)
+    f1_plot = table[["dataset", "window_s", "model", "f1"]].assign(run=lambda t: t.dataset + "/w" + t.window_s.map("{:g}".format))
+    write_frame(out_dir / "plots" / "f1.csv", f1_plot[["run", "model", "f1"]])
+    return {"table": table, "metrics": metrics}
+
+
+def log_to_mlflow(rows: list[dict], parse_stats: dict, cfg: LogsConfig, out_dir: Path, run_name: str) -> str:
+    import mlflow
+
+    from tasks.common.tracking import use_experiment
+
+    use_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=run_name) as parent:
+        mlflow.log_params({"datasets": ",".join(cfg.run), "window_sizes": ",".join(f"{w:g}" for w in cfg.window_sizes),
+                           "models": ",".join(cfg.models), "train_fraction": cfg.train_fraction, "seed": cfg.seed})
+        mlflow.log_dict(cfg.model_dump(), "config.json")
+        for name, stats in parse_stats.items():
+            mlflow.log_metrics({f"{name}.parse_lines_per_s": stats["lines_per_s"], f"{name}.malformed": stats["malformed"],
+                                f"{name}.templates": stats["templates"]})
+        for path in ("results.csv", "metrics.json"):
+            mlflow.log_artifact(str(out_dir / path))
+        if (out_dir / "plots").is_dir():
+            mlflow.log_artifacts(str(out_dir / "plots"), "plots")
+        for row in rows:
+            with mlflow.start_run(run_name=f"{row['dataset']}-w{row['window_s']:g}-{row['model']}", nested=True):
+                mlflow.log_params({"dataset": row["dataset"], "window_s": row["window_s"], "model": row["model"]})
+                metrics = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+                mlflow.log_metrics({k: v for k, v in metrics.items() if k not in ("window_s",)})
+                mlflow.log_dict(json.loads(json.dumps(row, default=str)), "result.json")
+                hist = out_dir / "plots" / f"{row['dataset']}_w{row['window_s']:g}_{row['model']}_hist.png"
+                if hist.is_file():
+                    mlflow.log_artifact(str(hist), "plots")
+        return parent.info.run_id
