@@ -17,10 +17,12 @@ app.add_typer(bench_app, name="bench")
 app.command("forecast")(forecast_cli.forecast)
 bench_app.command("forecast")(forecast_cli.bench)
 app.add_typer(llm_cli.app, name="llm")
+bench_app.command("pretrain")(llm_cli.bench_pretrain)
 app.add_typer(logs_cli.app, name="logs")
 bench_app.command("logs")(logs_cli.bench)
 
 DEMOS = [forecast_cli.demo]
+DEMOS.append(llm_cli.demo)
 DEMOS.append(logs_cli.demo)
 
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect_ray.context import remote_options
 
 from tasks.common.ray_runtime import task_runner
 
 
-@task(name="llm-train-stage", retries=0)
-def train_stage(cfg_dict: dict[str, Any], source_spec: dict[str, Any], init_checkpoint: str | None,
-                stage: str) -> dict[str, Any]:
-    """Run one training stage (pretrain / midtrain / sft) and return its summary."""
-    from tasks.llm.config import PretrainConfig
-    from tasks.llm.train import run_training, source_from_spec
+@task(name="llm-train-stage", retries=0, cache_policy=NO_CACHE)
+def train_stage(cfg: Any, source: Any, init_checkpoint: str | None = None, stage: str = "pretrain",
+                out_dir: str | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one training stage (pretrain / midtrain / sft) with any BatchSource; returns its summary.
 
-    cfg = PretrainConfig.model_validate(cfg_dict)
-    return run_training(cfg, source_from_spec(source_spec), init_checkpoint=init_checkpoint, stage=stage)
+    Submit it under `remote_options(num_cpus=0)`: the Ray workers it starts need the cores.
+    """
+    from tasks.llm.train import run_training
+
+    return run_training(cfg, source, init_checkpoint=init_checkpoint, out_dir=out_dir, stage=stage, tags=tags)
 
 
 @flow(name="llm_pretrain", task_runner=task_runner(), log_prints=True)
@@ -30,13 +32,14 @@ def llm_pretrain(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pretrain the GPT on token shards; `overrides` are dotted keys of params.yaml `llm.pretrain`."""
     from tasks.common.paths import project_root
     from tasks.llm.config import PretrainConfig, load_stage
+    from tasks.llm.data import TokenStreamSource
 
     logger = get_run_logger()
     cfg = load_stage(PretrainConfig, "pretrain", overrides)
-    spec = {"kind": "shards", "dir": str((project_root() / cfg.tokens_dir).resolve())}
+    source = TokenStreamSource(cfg.device_batch_size, cfg.sequence_len, tokens_dir=str(project_root() / cfg.tokens_dir))
     logger.info("llm_pretrain: mode=%s workers=%d depth=%d", cfg.mode, cfg.world_size, cfg.depth)
     with remote_options(num_cpus=0):
-        summary = train_stage.submit(cfg.model_dump(mode="json"), spec, None, "pretrain").result()
+        summary = train_stage.submit(cfg, source, None, "pretrain").result()
     logger.info("llm_pretrain done: %s", {k: summary.get(k) for k in ("val_bpb", "tokens_per_s", "mlflow_run_id")})
     return summary
 

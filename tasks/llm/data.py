@@ -77,7 +77,7 @@ class TokenStreamSource:
     def token_bytes(self) -> torch.Tensor:
         """Bytes of text per token id (0 for special tokens)."""
         if self.byte_lengths is not None:
-            return torch.as_tensor(self.byte_lengths, dtype=torch.int64)
+            return torch.tensor(np.asarray(self.byte_lengths), dtype=torch.int64)
         if self.arrays is not None:
             raise ValueError("in-memory tokens need byte_lengths for bits per byte")
         from tasks.llm.tokenizer import Tokenizer

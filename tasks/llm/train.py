@@ -355,7 +355,8 @@ def _run_on_ray(cfg: PretrainConfig, source: BatchSource, ctx: RunContext) -> li
     world = cfg.world_size
     cpus = min(1.0, cluster_cpus() / world)  # never ask for more than the cluster has: that would hang
     actor_cls = ray.remote(_TrainActor)
-    actors = [actor_cls.options(num_cpus=cpus).remote() for _ in range(world)]
+    env = {"OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads sleep: spinning wrecks a shared CPU
+    actors = [actor_cls.options(num_cpus=cpus, runtime_env={"env_vars": env}).remote() for _ in range(world)]
     try:
         host, port = ray.get(actors[0].address.remote())
         ctx.dist_url = f"tcp://{host}:{port}"
