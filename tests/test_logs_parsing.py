@@ -33,11 +33,11 @@ def test_bgl_fast_path_matches_plain_drain3_and_ground_truth(shared_data):
     parsed, stats = parse(frame, cfg)
     plain_ids, _ = plain_drain(frame["content"], cfg)
     assert grouping_accuracy(plain_ids, parsed["template_id"]) == 1.0  # same partition as stock drain3
-    assert grouping_accuracy(truth, parsed["template_id"]) >= 0.85
+    assert grouping_accuracy(truth, parsed["template_id"]) >= 0.98
     assert stats["unique_masked"] < stats["unique_raw"] < stats["lines"]
     assert set(parsed.columns) >= {"template_id", "template", "tokens", "label", "node", "timestamp"}
     row = parsed.iloc[4]  # "63543 double-hummer alignment exceptions"
-    assert row["template"] == "<NUM> double-hummer alignment exceptions"
+    assert row["template"] in ("<NUM> double-hummer alignment exceptions", "<*> double-hummer alignment exceptions")
     assert row["tokens"] == ["<num>", "double", "hummer", "alignment", "exceptions"]
 
 

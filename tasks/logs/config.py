@@ -22,8 +22,8 @@ class DatasetSpec(StrictModel):
 
 
 class ParseConfig(StrictModel):
-    sim_th: float = Field(0.4, gt=0, le=1, description="drain similarity threshold")
-    depth: int = Field(4, ge=3)
+    sim_th: float = Field(0.7, gt=0, le=1, description="drain similarity threshold")
+    depth: int = Field(3, ge=3, description="drain3 prefix-tree depth (3 = one leading token)")
     max_children: int = Field(100, ge=2)
     max_tokens: int = Field(32, ge=4, description="token view: longer lines are truncated")
 
