@@ -18,6 +18,7 @@ app.command("forecast")(forecast_cli.forecast)
 bench_app.command("forecast")(forecast_cli.bench)
 app.add_typer(llm_cli.app, name="llm")
 bench_app.command("pretrain")(llm_cli.bench_pretrain)
+bench_app.command("llm-study")(llm_cli.bench_study)
 app.add_typer(logs_cli.app, name="logs")
 bench_app.command("logs")(logs_cli.bench)
 

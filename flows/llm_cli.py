@@ -69,6 +69,61 @@ def tokenize(
     typer.echo(json.dumps({k: result[k] for k in ("out_dir", "tokenizer", "metrics", "mlflow_run_id")}, indent=2))
 
 
+@app.command("eval")
+def eval_(
+    checkpoint: str = typer.Option(None, help="Checkpoint or run folder (default: params.yaml llm.eval.checkpoint)."),
+    max_examples: int = typer.Option(None, help="Examples per task; 0 = all."),
+    show: int = typer.Option(0, help="Print this many generations per generative task."),
+    set_: list[str] = SET_OPTION,
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Evaluate a checkpoint: val bits per byte, multiple choice by letter logits, generative tasks (MLflow `llm-eval`)."""
+    from tasks.llm.config import EvalConfig, load_stage
+    from tasks.llm.eval_stage import run_eval
+
+    cfg = load_stage(EvalConfig, "eval", _overrides(set_, checkpoint=checkpoint, max_examples=max_examples))
+    result = run_eval(cfg, data_dir=data_dir, show=show)
+    typer.echo(open(result["report"]).read())
+    typer.echo(json.dumps({"bpb": result["bpb"], **{k: v["accuracy"] for k, v in result["tasks"].items()},
+                           "mlflow_run_id": result["mlflow_run_id"]}))
+
+
+@app.command()
+def chat(
+    checkpoint: str = typer.Option("results/llm/sft", help="Checkpoint or run folder to talk to."),
+    prompt: str = typer.Option(None, "--prompt", "-p", help="Ask one question, print the answer and exit."),
+    temperature: float = typer.Option(0.6, help="0 = greedy."),
+    top_k: int = typer.Option(50, help="Sample among the k most likely tokens; 0 = all."),
+    max_tokens: int = typer.Option(256, help="Longest reply in tokens."),
+) -> None:
+    """Talk to a trained checkpoint in the terminal (calculator tool on; 'clear' resets, 'quit' or Ctrl-D ends)."""
+    from tasks.llm.chat_session import ChatSession
+
+    session = ChatSession.from_checkpoint(checkpoint, temperature=temperature, top_k=top_k or None,
+                                          max_tokens=max_tokens)
+    if prompt is not None:
+        for piece in session.reply(prompt):
+            typer.echo(piece, nl=False)
+        typer.echo()
+        return
+    typer.echo(f"seedflow chat with {session.checkpoint} ('clear' resets, 'quit' or Ctrl-D ends)")
+    while True:
+        try:
+            text = input("\nyou> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if text in ("quit", "exit"):
+            break
+        if text == "clear":
+            session.clear()
+            continue
+        if text:
+            typer.echo("bot> ", nl=False)
+            for piece in session.reply(text):
+                typer.echo(piece, nl=False)
+            typer.echo()
+
+
 def _quiet_threads() -> None:
     """Idle OpenMP threads sleep instead of spinning: on a shared 2-core box spinning made steps 30x slower."""
     import os
@@ -113,3 +168,81 @@ def demo(data_dir: str | None) -> str:
         lines.append(f"{mode}: val bpb {s['val_bpb']:.3f}, {s['comm_bytes_per_worker'] / 1e6:.1f} MB/worker, "
                      f"{s['wall_seconds']:.0f}s")
     return f"llm pretrain ({'; '.join(lines)}) in MLflow experiment 'llm-pretrain', results/demo/llm/"
+
+
+def _run_chat_stage(stage: str, overrides: dict, data_dir: str | None) -> dict:
+    _quiet_threads()
+    from tasks.common.prefect_api import prefect_api
+
+    with prefect_api():
+        from flows.llm_stages import llm_midtrain, llm_sft
+
+        return (llm_midtrain if stage == "midtrain" else llm_sft)(overrides=overrides, data_dir=data_dir)
+
+
+def _stage_summary(summary: dict) -> str:
+    keys = ("stage", "mode", "steps", "final_train_loss", "val_bpb", "comm_bytes_per_worker", "sync_rounds",
+            "wall_seconds", "model_dir", "mlflow_run_id")
+    return json.dumps({k: summary.get(k) for k in keys}, indent=2, default=str)
+
+
+@app.command()
+def midtrain(
+    mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.midtrain.mode)."),
+    steps: int = typer.Option(None, help="Optimizer steps."),
+    init_from: str = typer.Option(None, help="Checkpoint or run folder to start from (default: the pretrain run)."),
+    set_: list[str] = SET_OPTION,
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Midtrain on the chat-format task mixture (Prefect flow `llm_midtrain`, Ray workers)."""
+    summary = _run_chat_stage("midtrain", _overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    typer.echo(_stage_summary(summary))
+
+
+@app.command()
+def sft(
+    mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.sft.mode)."),
+    steps: int = typer.Option(None, help="Optimizer steps."),
+    init_from: str = typer.Option(None, help="Checkpoint or run folder to start from (default: the midtrain run)."),
+    set_: list[str] = SET_OPTION,
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Supervised fine-tuning on padded conversation batches with the loss mask (Prefect flow `llm_sft`)."""
+    summary = _run_chat_stage("sft", _overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    typer.echo(_stage_summary(summary))
+
+
+def run_study_flow(overrides: dict, data_dir: str | None) -> dict:
+    _quiet_threads()
+    from tasks.common.prefect_api import prefect_api
+
+    with prefect_api():
+        from flows.llm_stages import llm_study
+
+        return llm_study(overrides=overrides, data_dir=data_dir)
+
+
+@app.command()
+def study(set_: list[str] = SET_OPTION, data_dir: str = DATA_DIR_OPTION) -> None:
+    """DDP vs DiLoCo through pretrain -> midtrain -> sft, evaluated per stage (Prefect flow `llm_study`)."""
+    result = run_study_flow(_overrides(set_), data_dir)
+    typer.echo(open(result["report"]).read())
+    typer.echo(json.dumps(result["numbers"]))
+
+
+def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
+    """The study at a small fixed size (`llm.bench_study` overrides); last line: the report card's numbers."""
+    import time
+
+    from tasks.common.config import read_params
+
+    settings = read_params().get("llm", {}).get("bench_study", {})
+    tokens_dir = settings.get("tokenizer", {}).get("out_dir", "results/bench/llm_study/tokens")
+    start = time.perf_counter()
+    run_tokenize_flow(settings.get("tokenizer", {}), data_dir)
+    study_overrides = dict(settings.get("study", {}))
+    study_overrides["pretrain"] = {**study_overrides.get("pretrain", {}), "tokens_dir": tokens_dir}
+    study_overrides["eval"] = {**study_overrides.get("eval", {}), "tokens_dir": tokens_dir}
+    result = run_study_flow(study_overrides, data_dir)
+    print(json.dumps({"report_card": result["numbers"], "chance": result["chance"], "report": result["report"],
+                      "wall_s": round(time.perf_counter() - start, 1)}))

@@ -62,8 +62,11 @@ def bpb_on_shards(model, tokens_dir: str, seq_len: int, max_tokens: int, batch_s
                   autocast: bool = False) -> float:
     """Bits per byte on the first `max_tokens` of the val split of a token-shards folder."""
     from tasks.llm.data import TokenStreamSource
+    from tasks.llm.shards import TokenShards
 
-    seq_len = min(seq_len, model.config.sequence_len)
+    available = len(TokenShards(tokens_dir, "val")) - 1  # a small val split still gets one (smaller) batch
+    seq_len = max(1, min(seq_len, model.config.sequence_len, available))
+    batch_size = max(1, min(batch_size, available // seq_len))
     source = TokenStreamSource(batch_size=batch_size, seq_len=seq_len, tokens_dir=tokens_dir)
     return bits_per_byte(model, source.val_batches(max_tokens), source.token_bytes(), autocast)
 

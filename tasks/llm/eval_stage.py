@@ -1,0 +1,110 @@
+"""The `eval` stage: one checkpoint -> bits per byte + every configured task's score.
+
+`evaluate_checkpoint` is pure (no tracking) so the study can call it per stage and arm;
+`write_eval_outputs` writes the DVC metrics (`metrics.json`) and a Markdown table atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.common.atomic import write_json, write_text
+from tasks.common.paths import project_root
+from tasks.llm.checkpoint import load_model
+from tasks.llm.config import EvalConfig
+from tasks.llm.engine import Engine
+from tasks.llm.evaluate import bpb_on_shards, evaluate_task
+from tasks.llm.tokenizer import Tokenizer
+
+
+def _absolute(path: str) -> str:
+    return str(path if Path(path).is_absolute() else project_root() / path)
+
+
+def load_for_inference(checkpoint: str) -> tuple[Any, Tokenizer, dict]:
+    """Model (eval mode), its tokenizer (path recorded in the checkpoint) and the checkpoint meta."""
+    model, meta = load_model(_absolute(checkpoint))
+    tokenizer_path = meta.get("tokenizer") or ""
+    if not tokenizer_path or not Path(tokenizer_path).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} names tokenizer {tokenizer_path!r}, which does not exist")
+    return model, Tokenizer.load(tokenizer_path), meta
+
+
+def build_eval_tasks(cfg: EvalConfig, data_dir: str | None = None) -> dict[str, Any]:
+    from tasks.llm.tasks import build_task
+
+    tasks = {}
+    for name, options in cfg.tasks.items():
+        options = dict(options or {})
+        if name == "humaneval":
+            options.setdefault("timeout_s", cfg.humaneval_timeout_s)
+        tasks[name] = build_task(name, cfg.split, data_dir, **options)
+    return tasks
+
+
+def evaluate_checkpoint(cfg: EvalConfig, checkpoint: str | None = None, data_dir: str | None = None,
+                        show: int = 0, tasks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{"checkpoint", "bpb", "tasks": {name: {accuracy, n, chance, seconds}}} for one checkpoint."""
+    checkpoint = checkpoint or cfg.checkpoint
+    model, tokenizer, meta = load_for_inference(checkpoint)
+    tasks = tasks if tasks is not None else build_eval_tasks(cfg, data_dir)
+    autocast = cfg.precision == "bf16"
+    result: dict[str, Any] = {"checkpoint": _absolute(checkpoint), "stage": meta.get("stage", ""),
+                              "mode": meta.get("mode", ""), "bpb": None, "tasks": {}}
+    if cfg.bpb_tokens:
+        result["bpb"] = bpb_on_shards(model, _absolute(cfg.tokens_dir), model.config.sequence_len, cfg.bpb_tokens,
+                                      cfg.batch_size, autocast)
+    engine = Engine(model, tokenizer, autocast=autocast)
+    for name, task in tasks.items():
+        if show:
+            print(f"[eval] {name}", flush=True)
+        result["tasks"][name] = evaluate_task(
+            model, tokenizer, task, engine, max_examples=cfg.max_examples, batch_size=cfg.batch_size,
+            autocast=autocast, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+            top_k=cfg.top_k or None, seed=cfg.seed, show=show)
+    return result
+
+
+def flat_metrics(result: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """`bpb` and `<task>_accuracy` as one flat dict of numbers (DVC metrics, MLflow metrics)."""
+    out = {} if result.get("bpb") is None else {f"{prefix}bpb": float(result["bpb"])}
+    for name, scores in result["tasks"].items():
+        out[f"{prefix}{name}_accuracy"] = float(scores["accuracy"])
+    return out
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    bpb = "n/a" if result.get("bpb") is None else f"{result['bpb']:.4f}"
+    lines = [f"# Evaluation of `{result['checkpoint']}`", "", f"bits per byte (val): {bpb}", "",
+             "| task | accuracy | chance | examples | seconds |", "|---|---|---|---|---|"]
+    for name, s in result["tasks"].items():
+        lines.append(f"| {name} | {s['accuracy']:.3f} | {s['chance']:.3f} | {s['n']} | {s['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_eval_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    out = Path(_absolute(str(out_dir)))
+    paths = {"metrics": out / "metrics.json", "report": out / "report.md", "details": out / "eval.json"}
+    write_json(paths["details"], result)
+    write_text(paths["report"], markdown_table(result))
+    write_json(paths["metrics"], flat_metrics(result))
+    return paths
+
+
+def run_eval(cfg: EvalConfig, data_dir: str | None = None, show: int = 0) -> dict[str, Any]:
+    """The stage: evaluate, write outputs, log one MLflow run in `cfg.experiment`."""
+    import mlflow
+
+    from tasks.common.tracking import use_experiment
+
+    result = evaluate_checkpoint(cfg, data_dir=data_dir, show=show)
+    paths = write_eval_outputs(result, cfg.out_dir)
+    use_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=f"eval-{Path(result['checkpoint']).name}") as run:
+        mlflow.log_params({"checkpoint": result["checkpoint"], "max_examples": cfg.max_examples,
+                           "tasks": ",".join(cfg.tasks), "precision": cfg.precision})
+        mlflow.log_metrics(flat_metrics(result))
+        mlflow.log_artifact(str(paths["report"]))
+        mlflow.log_artifact(str(paths["details"]))
+    return {**result, "mlflow_run_id": run.info.run_id, "report": str(paths["report"])}

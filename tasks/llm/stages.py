@@ -1,0 +1,56 @@
+"""Training stages as plain functions: pretrain on token shards, midtrain / SFT on task mixtures.
+
+All three go through `run_training` (single / ddp / diloco), differing only in the batch source
+and the checkpoint they start from, so DDP and DiLoCo can be swapped per stage (the study).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.common.paths import project_root
+from tasks.llm.checkpoint import read_meta
+from tasks.llm.config import ChatStageConfig, PretrainConfig
+
+CHAT_KINDS = {"midtrain": "packed_chat", "sft": "sft"}
+
+
+def absolute(path: str | Path) -> str:
+    return str(path if Path(path).is_absolute() else (project_root() / path).resolve())
+
+
+def pretrain_source(cfg: PretrainConfig):
+    from tasks.llm.data import TokenStreamSource
+
+    return TokenStreamSource(batch_size=cfg.device_batch_size, seq_len=cfg.sequence_len, tokens_dir=absolute(cfg.tokens_dir))
+
+
+def chat_spec(stage: str, cfg: ChatStageConfig, tokenizer_path: str, data_dir: str | None = None) -> dict[str, Any]:
+    """The JSON-able description of a midtrain / SFT source (see `source_from_chat_spec`)."""
+    if stage not in CHAT_KINDS:
+        raise ValueError(f"chat stages are {list(CHAT_KINDS)}, got {stage!r}")
+    return {"kind": CHAT_KINDS[stage], "tokenizer": tokenizer_path, "batch_size": cfg.device_batch_size,
+            "seq_len": cfg.sequence_len, "seed": cfg.seed, "train": cfg.train_tasks, "val": cfg.val_tasks,
+            "options": cfg.task_options, "data_dir": data_dir, "use_mask": cfg.use_mask,
+            "pad_to_seq_len": cfg.pad_to_seq_len}
+
+
+def run_pretrain(cfg: PretrainConfig, out_dir: str | None = None, tags: dict[str, str] | None = None) -> dict:
+    from tasks.llm.train import run_training
+
+    return run_training(cfg, pretrain_source(cfg), None, out_dir=out_dir, stage="pretrain", tags=tags)
+
+
+def run_chat_stage(stage: str, cfg: ChatStageConfig, init_checkpoint: str | None = None, out_dir: str | None = None,
+                   data_dir: str | None = None, tags: dict[str, str] | None = None) -> dict:
+    """Midtrain or SFT from `init_checkpoint` (default `cfg.init_from`) on the configured mixture."""
+    from tasks.llm.chat_data import source_from_chat_spec
+    from tasks.llm.train import run_training
+
+    init = absolute(init_checkpoint or cfg.init_from)
+    tokenizer_path = read_meta(init).get("tokenizer", "")
+    if not tokenizer_path:
+        raise ValueError(f"checkpoint {init} records no tokenizer path; cannot render conversations")
+    source = source_from_chat_spec(chat_spec(stage, cfg, tokenizer_path, data_dir))
+    return run_training(cfg, source, init, out_dir=out_dir, stage=stage, tags=tags)
