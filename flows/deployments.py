@@ -12,9 +12,10 @@ from prefect import serve
 def all_flows():
     from flows.forecast import forecast_flow
     from flows.llm import llm_tokenize
+    from flows.llm_stages import llm_midtrain, llm_sft, llm_study
     from flows.logs import logs_flow
 
-    return [forecast_flow, llm_tokenize, logs_flow]
+    return [forecast_flow, llm_tokenize, logs_flow, llm_midtrain, llm_sft, llm_study]
 
 
 def serve_all() -> None:
