@@ -194,8 +194,12 @@ def test_synthetic_tasks_are_deterministic_correct_and_graded():
         letter, word = q[6], q[-1].rstrip("?")
         assert conv["answer"].endswith(f"-> {word.count(letter)}")
         assert counting.evaluate(conv, f"... {word.count(letter)}") and not counting.evaluate(conv, "-> 99")
+    few = Spelling("train", 200, words=5)
+    assert {c["messages"][0]["content"].split(": ")[1] for c in few} == {"apple", "house", "river", "green", "water"}
     with pytest.raises(ValueError, match="split"):
         Spelling("dev")
+    with pytest.raises(ValueError, match="words must be"):
+        Counting("train", words=10_000)
 
 
 def test_mixture_weights_order_and_grading():

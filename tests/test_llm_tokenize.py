@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tasks.llm.config import TokenizerConfig
-from tasks.llm.corpus import CorpusError, chunk_text, fetch, generate_corpus, read_documents
+from tasks.llm.corpus import CorpusError, chunk_text, download_fineweb_edu, fetch, generate_corpus, read_documents
 from tasks.llm.shards import TokenShards, write_shards
 from tasks.llm.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
 from tasks.llm.tokenize import run_tokenize
@@ -125,6 +125,19 @@ def test_download_fails_fast_offline(tmp_path):
         fetch("http://127.0.0.1:9/shard_00000.parquet", tmp_path / "s.parquet", timeout=2)
     assert time.perf_counter() - start < 5
     assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(CorpusError, match="cannot download .*nowhere.invalid"):
+        fetch("https://nowhere.invalid/x.parquet", tmp_path / "x.parquet", timeout=2)
+
+
+def test_fineweb_download_keeps_present_shards_and_fails_fast(tmp_path):
+    url = "http://127.0.0.1:9/shard_{index:05d}.parquet"
+    pd.DataFrame({"text": ["already here"]}).to_parquet(tmp_path / "shard_00000.parquet")
+    assert download_fineweb_edu(tmp_path, 1, url=url, timeout=2) == [tmp_path / "shard_00000.parquet"]
+    start = time.perf_counter()
+    with pytest.raises(CorpusError, match=r"shard_00001.parquet .*offline\?"):
+        download_fineweb_edu(tmp_path, 2, url=url, timeout=2)
+    assert time.perf_counter() - start < 5
+    assert list(read_documents([tmp_path])) == ["already here"]
 
 
 def test_shards_write_read_multi_shard(tok, shakespeare_docs, tmp_path):

@@ -13,8 +13,11 @@ import json
 import random
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 from tasks.common.atomic import atomic_path
@@ -138,6 +141,7 @@ def fetch(url: str, dest: str | Path, timeout: float = 10.0) -> Path:
     """Download `url` to `dest` atomically; offline or unreachable fails within `timeout` seconds."""
     dest = Path(dest)
     try:
+        _resolve(url, timeout)
         with urllib.request.urlopen(url, timeout=timeout) as response, atomic_path(dest) as tmp:
             with open(tmp, "wb") as fh:
                 while chunk := response.read(1 << 20):
@@ -147,6 +151,20 @@ def fetch(url: str, dest: str | Path, timeout: float = 10.0) -> Path:
             f"cannot download {url} ({exc}); offline? Put the file at {dest} yourself and run again"
         ) from exc
     return dest
+
+
+def _resolve(url: str, timeout: float) -> None:
+    """Name lookup is not covered by urlopen's timeout and can hang offline: bound it too."""
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        raise CorpusError(f"{url} is not a URL")
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(socket.getaddrinfo, host, None).result(timeout=timeout)
+    except FuturesTimeout:
+        raise TimeoutError(f"looking up {host} took over {timeout:.0f}s") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def download_fineweb_edu(dest_dir: str | Path, num_shards: int = 1, url: str = FINEWEB_EDU_URL,

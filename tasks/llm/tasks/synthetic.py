@@ -95,33 +95,46 @@ class Addition(SyntheticTask):
         return last_integer(completion) == conversation["answer"]
 
 
-class Spelling(SyntheticTask):
+class WordTask(SyntheticTask):
+    """Base of the letter tasks: words drawn from the first `words` of WORDS (0 = all of them).
+
+    Fewer words means more repetitions of each, so a smaller model learns them sooner.
+    """
+
+    def __init__(self, split: str = "train", size: int = 10_000, seed: int = 0, words: int = 0):
+        super().__init__(split, size, seed)
+        if not 0 <= words <= len(WORDS):
+            raise ValueError(f"words must be in 0..{len(WORDS)}, got {words}")
+        self.words = WORDS[:words] if words else WORDS
+
+
+class Spelling(WordTask):
     """"Spell the word: apple" -> "a p p l e"."""
 
     name = "spelling"
 
     def make(self, rng):
-        word = rng.choice(WORDS)
+        word = rng.choice(self.words)
         return f"Spell the word: {word}", " ".join(word), None
 
     def evaluate(self, conversation, completion):
         return spelled(completion) == spelled(conversation["answer"])
 
 
-class Reverse(SyntheticTask):
+class Reverse(WordTask):
     """"Reverse the letters of: apple" -> "e l p p a" (letters spaced, so each is a token)."""
 
     name = "reverse"
 
     def make(self, rng):
-        word = rng.choice(WORDS)
+        word = rng.choice(self.words)
         return f"Reverse the letters of: {word}", " ".join(reversed(word)), None
 
     def evaluate(self, conversation, completion):
         return spelled(completion) == spelled(conversation["answer"])
 
 
-class Counting(SyntheticTask):
+class Counting(WordTask):
     """"How many times does the letter r appear in strawberry?" -> "s t r a w b e r r y -> 3".
 
     The answer spells the word first (a chain of thought a small model can follow).
@@ -130,7 +143,7 @@ class Counting(SyntheticTask):
     name = "counting"
 
     def make(self, rng):
-        word = rng.choice(WORDS)
+        word = rng.choice(self.words)
         letter = rng.choice(word) if rng.random() < 0.8 else rng.choice("abcdefghijklmnopqrstuvwxyz")
         count = str(word.count(letter))
         return (f"How many times does the letter {letter} appear in {word}?",
