@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import time
 
 import numpy as np
@@ -53,6 +54,12 @@ def test_token_bytes_sum_to_text_bytes(tok):
     table = tok.token_bytes()
     ids = [tok.bos_id, *tok.encode(TRICKY)]
     assert sum(table[i] for i in ids) == len(TRICKY.encode("utf-8"))
+
+
+def test_pickled_tokenizer_keeps_specials_unforgeable(tok):
+    copy = pickle.loads(pickle.dumps(tok))
+    assert copy.encode("<|bos|>hi") == tok.encode("<|bos|>hi") and tok.bos_id not in copy.encode("<|bos|>")
+    assert copy.token_id("<|output_end|>") == tok.token_id("<|output_end|>")
 
 
 def test_save_load_identical(tok, tmp_path):

@@ -73,6 +73,12 @@ class Tokenizer:
             raise TokenizerError("cannot train a tokenizer on an empty corpus (no characters)")
         return cls(hf)
 
+    def __getstate__(self) -> str:  # pickling (Ray) keeps the no-forged-specials setting
+        return self._hf.to_str()
+
+    def __setstate__(self, state: str) -> None:
+        self.__init__(HFTokenizer.from_str(state))
+
     def save(self, path: str | Path) -> Path:
         """One JSON file (vocabulary, merges, split pattern, special tokens), written atomically."""
         return write_text(path, self._hf.to_str())
