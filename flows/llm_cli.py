@@ -69,6 +69,32 @@ def tokenize(
     typer.echo(json.dumps({k: result[k] for k in ("out_dir", "tokenizer", "metrics", "mlflow_run_id")}, indent=2))
 
 
+@app.command("tasks")
+def show_tasks(
+    name: str = typer.Argument(None, help="Task to show (default: list the tasks)."),
+    n: int = typer.Option(3, help="Examples to show."),
+    split: str = typer.Option("train", help="train | test (synthetic tasks also val)."),
+    tokenizer: str = typer.Option("results/llm/tokens/tokenizer.json", help="Tokenizer used to render (relative: to the project root)."),
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Show a task's conversations as the model sees them; [bracketed] tokens are not trained on."""
+    from tasks.common.paths import project_root
+    from tasks.llm.chat import render_conversation, visualize
+    from tasks.llm.tasks import TASKS, build_task
+    from tasks.llm.tokenizer import Tokenizer
+
+    if name is None:
+        typer.echo("\n".join(f"{key:10s} {cls.eval_type:12s} {(cls.__doc__ or '').strip().partition(chr(10))[0]}"
+                             for key, cls in TASKS.items()))
+        return
+    task = build_task(name, split, data_dir)
+    tok = Tokenizer.load(project_root() / tokenizer)
+    typer.echo(f"{name}: {len(task)} examples ({task.eval_type})")
+    for i in range(min(n, len(task))):
+        ids, mask = render_conversation(tok, task[i])
+        typer.echo(f"\n--- example {i} ({len(ids)} tokens, {sum(mask)} trained)\n{visualize(tok, ids, mask)}")
+
+
 @app.command("eval")
 def eval_(
     checkpoint: str = typer.Option(None, help="Checkpoint or run folder (default: params.yaml llm.eval.checkpoint)."),

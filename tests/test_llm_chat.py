@@ -155,3 +155,19 @@ def test_source_spec_and_bad_settings(tok):
         source_from_chat_spec({**spec, "tokenizer": "/nonexistent/tok.json"})
     with pytest.raises(ValueError, match="cannot feed"):
         next(source.batches(0, 11))
+
+
+def test_visualize_and_tasks_command(tok):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from tasks.llm.chat import visualize
+
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    shown = visualize(tok, *render_conversation(tok, chat))
+    assert shown == "[<|bos|><|user_start|>Hi<|user_end|><|assistant_start|>]Yo<|assistant_end|>"
+    result = CliRunner().invoke(app, ["llm", "tasks", "spelling", "--n", "1", "--tokenizer", tok.path])
+    assert result.exit_code == 0, result.output
+    assert "spelling: 10000 examples" in result.output and "<|assistant_start|>]" in result.output
+    listing = CliRunner().invoke(app, ["llm", "tasks"])
+    assert all(name in listing.output for name in ("gsm8k", "humaneval", "mmlu", "arc", "addition", "counting"))

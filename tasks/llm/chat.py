@@ -106,5 +106,11 @@ def render_for_completion(tokenizer: Tokenizer, conversation: dict[str, Any]) ->
 
 
 def visualize(tokenizer: Tokenizer, ids: list[int], mask: list[int]) -> str:
-    """Tokens with the masked-out ones in brackets: a quick human check of a rendering."""
-    return "".join(tokenizer.decode([i]) if m else f"[{tokenizer.decode([i])}]" for i, m in zip(ids, mask))
+    """The rendering with each run of not-trained tokens in [brackets]: a quick human check."""
+    out, start = [], 0
+    for end in range(1, len(ids) + 1):
+        if end == len(ids) or mask[end] != mask[start]:
+            text = tokenizer.decode(ids[start:end])
+            out.append(text if mask[start] else f"[{text}]")
+            start = end
+    return "".join(out)

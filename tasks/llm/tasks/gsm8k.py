@@ -54,6 +54,8 @@ def load_gsm8k(path: str | Path) -> list[dict[str, str]]:
 
 
 class GSM8K(ListTask):
+    """Grade-school math word problems, answer after `####`, calculator calls as python tool."""
+
     name = "gsm8k"
 
     def __init__(self, split: str = "test", path: str | Path | None = None, data_dir: str | None = None,

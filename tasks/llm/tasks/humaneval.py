@@ -36,6 +36,8 @@ def load_humaneval(path: str | Path) -> list[dict[str, str]]:
 
 
 class HumanEval(ListTask):
+    """Python functions from docstrings, pass@1 by running the tests in the sandbox."""
+
     name = "humaneval"
 
     def __init__(self, path: str | Path | None = None, data_dir: str | None = None, download: bool = False,

@@ -108,6 +108,8 @@ def load_arc(path: str | Path) -> list[dict[str, Any]]:
 
 
 class MMLU(MultipleChoice):
+    """57-subject multiple choice (4 options), scored by answer-letter logits."""
+
     name = "mmlu"
 
     def __init__(self, split: str = "test", path: str | Path | None = None, data_dir: str | None = None,
@@ -117,6 +119,8 @@ class MMLU(MultipleChoice):
 
 
 class ARC(MultipleChoice):
+    """Grade-school science multiple choice (AI2 ARC Easy / Challenge), scored by letter logits."""
+
     name = "arc"
 
     def __init__(self, split: str = "test", subset: str = "Easy", path: str | Path | None = None,
