@@ -1,9 +1,9 @@
 """The tokenize stage: resolve the corpus, train the tokenizer, write token shards, report.
 
 Corpus entries are files or folders; relative ones resolve against the data dir
-(../shared/datasets), then the project root. The entry `generated` is the project's own corpus, used automatically
-when no data dir exists at all, so the pipeline runs on a bare machine. A missing file inside an
-existing data dir is an error, never a silent fallback.
+(../shared/datasets), then the project root. The entry `generated` is the project's own
+corpus; it stands in automatically only when no data dir exists at all, so the pipeline runs
+on a bare machine. An entry found nowhere is an error, never a silent fallback.
 """
 
 from __future__ import annotations
