@@ -1,9 +1,10 @@
 """Baselines: PCA, Isolation Forest, Invariants Mining and LogCluster on template-count vectors
 of fixed time windows (per node), plus a supervised upper bound trained on true labels.
 
-The count-vector methods judge a window (loglizer style), fit unsupervised on the train part's
-windows; each line inherits its window's verdict. Distinct count vectors are fitted and scored
-once with their counts as weights.
+The count-vector methods judge a window (loglizer style); each line inherits its window's
+verdict. They fit on the train part's known-normal lines only (the windows' counts without the
+lines inside failure windows), the same weak information PULL and DeepLog get. Distinct count
+vectors are fitted and scored once with their counts as weights.
 """
 
 from __future__ import annotations
@@ -28,22 +29,23 @@ class Sessions:
         self.of_line, _ = pd.factorize(keys)
         known = np.unique(data.template[data.train])
         cols = pd.Series(data.template).map({t: i + 1 for i, t in enumerate(known)}).fillna(0).to_numpy(np.int64)
-        n_sessions = int(self.of_line.max()) + 1
-        counts = sparse.csr_matrix((np.ones(data.n), (self.of_line, cols)), shape=(n_sessions, len(known) + 1))
-        self.train = np.zeros(n_sessions, dtype=bool)
-        self.train[self.of_line[data.train]] = True
-        dense = counts.toarray()
-        self.vectors, self.of_session, self.weight = _dedup(dense, self.train)
+        n = int(self.of_line.max()) + 1
+        shape = (n, len(known) + 1)
+        full = sparse.csr_matrix((np.ones(data.n), (self.of_line, cols)), shape=shape).toarray()
+        fit = data.train & (data.weak == 0)
+        if not fit.any():
+            raise ValueError("no known-normal lines in the train part to fit count-vector baselines on")
+        normal = sparse.csr_matrix((np.ones(fit.sum()), (self.of_line[fit], cols[fit])), shape=shape).toarray()
+        fit_sessions = np.unique(self.of_line[fit])
+        # rows: every window as it is (to score), then the train windows' known-normal part (to fit)
+        self.vectors, inverse = np.unique(np.concatenate([full, normal[fit_sessions]]), axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        self.of_session = inverse[:n]
+        self.weight = np.bincount(inverse[n:], minlength=len(self.vectors)).astype(np.float64)
         self.train_rows = self.weight > 0
 
     def to_lines(self, per_vector: np.ndarray) -> np.ndarray:
         return per_vector[self.of_session[self.of_line]]
-
-
-def _dedup(dense: np.ndarray, train: np.ndarray):
-    vectors, of_session = np.unique(dense, axis=0, return_inverse=True)
-    weight = np.bincount(of_session.ravel()[train], minlength=len(vectors)).astype(np.float64)
-    return vectors, of_session.ravel(), weight
 
 
 def _idf(s: Sessions) -> np.ndarray:
@@ -70,8 +72,6 @@ def run_pca(data: LogData, cfg: CountConfig) -> Detection:
     lam[: len(sv)] = sv**2
     k = int(np.searchsorted(np.cumsum(lam) / max(lam.sum(), 1e-12), cfg.pca_variance) + 1)
     p = vt[:k].T
-    residual = (x - mean) - (x - mean) @ p @ p.T
-    spe = (residual**2).sum(1)
     rest = lam[k:]
     phi = [float((rest**i).sum()) for i in (1, 2, 3)]
     if phi[0] <= 0:
@@ -81,6 +81,8 @@ def run_pca(data: LogData, cfg: CountConfig) -> Detection:
         c = norm.ppf(1 - cfg.pca_alpha)
         threshold = phi[0] * (c * np.sqrt(2 * phi[1] * h0**2) / phi[0] + 1 + phi[1] * h0 * (h0 - 1) / phi[0] ** 2) ** (1 / h0)
     t_fit = time.perf_counter()
+    residual = (x - mean) - (x - mean) @ p @ p.T
+    spe = (residual**2).sum(1)
     return _detection("pca", s, spe, spe > threshold, float(threshold), start, t_fit, {"components": k})
 
 
@@ -109,9 +111,9 @@ def run_invariants(data: LogData, cfg: CountConfig) -> Detection:
     full = np.zeros(vt.shape[0])
     full[: len(sv)] = sv
     invariants = vt[full <= cfg.invariant_eps * max(full.max(), 1.0)]
-    violation = np.abs(s.vectors @ invariants.T).max(1) if len(invariants) else np.zeros(len(s.vectors))
     tol = 1e-6 + (np.abs(x @ invariants.T).max() if len(invariants) else 0.0)
     t_fit = time.perf_counter()
+    violation = np.abs(s.vectors @ invariants.T).max(1) if len(invariants) else np.zeros(len(s.vectors))
     return _detection("invariants", s, violation, violation > tol, float(tol), start, t_fit, {"invariants": len(invariants)})
 
 
