@@ -130,8 +130,13 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     ckpt_root = Path(ctx.out_dir) / "checkpoints"
     step, position, history, evals = 0, None, [], []
     latest = latest_checkpoint(ckpt_root) if cfg.resume else None
+    if cfg.resume and latest is None and rank == 0:
+        print(f"[{ctx.stage}] --resume: no checkpoint in {ckpt_root}, starting from step 0", flush=True)
     if latest is not None:
         meta = read_meta(latest)
+        if meta["world_size"] != world or meta["mode"] != cfg.mode:
+            raise ValueError(f"{latest} was written by {meta['world_size']} worker(s) in mode {meta['mode']}; "
+                             f"resume it with the same mode and workers (asked: {world}, {cfg.mode})")
         load_weights(model, latest)
         mine = load_state(latest / f"rank{rank}.pt")
         for opt, state in zip(optimizers, mine["optimizers"]):
