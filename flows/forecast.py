@@ -33,7 +33,8 @@ def tune_combo(spec: SeriesSpec, model: str, cfg: ForecastConfig) -> dict[str, A
     train = series.to_numpy(dtype=float)[: split.n_train]
     ctx = FitContext(split=split, season=season, horizon=horizon, seed=cfg.seed)
     scaled = MinMaxScaler.fit(train).transform(train)
-    return tune_deep(model, scaled, ctx, cfg.tune, name=f"{spec.dataset}_{spec.rate}_{model}")
+    fixed = {"samples_per_epoch": cfg.deep.samples_per_epoch}
+    return tune_deep(model, scaled, ctx, cfg.tune, name=f"{spec.dataset}_{spec.rate}_{model}", fixed=fixed)
 
 
 @flow(name="forecast", task_runner=task_runner(), log_prints=True)

@@ -43,6 +43,7 @@ class GbrConfig(StrictModel):
 class DeepConfig(StrictModel):
     max_epochs: int = Field(40, ge=1, description="final fit of the tuned configuration")
     patience: int = Field(6, ge=1)
+    samples_per_epoch: int = Field(2048, ge=1, description="random training windows per epoch (bounds 5-min cost)")
 
 
 class ForecastConfig(StrictModel):

@@ -44,8 +44,13 @@ def _trainable(config: dict[str, Any], kind: str, train: np.ndarray, ctx: FitCon
         tune.report({METRIC: val_loss, "epoch": epoch})
 
 
-def tune_deep(kind: str, train_scaled: np.ndarray, ctx: FitContext, cfg: TuneConfig, name: str) -> dict[str, Any]:
-    """Return the best hyper-parameters found for `kind` on this series (scaled training part)."""
+def tune_deep(
+    kind: str, train_scaled: np.ndarray, ctx: FitContext, cfg: TuneConfig, name: str, fixed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the best hyper-parameters found for `kind` on this series (scaled training part).
+
+    `fixed` settings (e.g. samples_per_epoch) are passed to every trial unchanged.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -72,7 +77,7 @@ def tune_deep(kind: str, train_scaled: np.ndarray, ctx: FitContext, cfg: TuneCon
     )
     tuner = tune.Tuner(
         trainable,
-        param_space=search_space(kind, cfg, ctx),
+        param_space={**search_space(kind, cfg, ctx), **(fixed or {})},
         tune_config=tune.TuneConfig(
             num_samples=cfg.num_samples,
             scheduler=scheduler,

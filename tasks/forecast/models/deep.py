@@ -17,7 +17,10 @@ from torch import nn
 
 from tasks.forecast.models.base import FitContext, ScaledForecaster, lag_windows, seasonal_context
 
-DEFAULTS: dict[str, Any] = {"lookback": 48, "hidden": 32, "layers": 1, "kernel": 3, "lr": 3e-3, "batch_size": 64}
+DEFAULTS: dict[str, Any] = {
+    "lookback": 48, "hidden": 32, "layers": 1, "kernel": 3, "lr": 3e-3, "batch_size": 64,
+    "samples_per_epoch": 2048,  # a random subset per epoch bounds the cost on long (5-min) series
+}
 
 
 class GRUNet(nn.Module):
@@ -75,10 +78,10 @@ def train_epochs(
     net = NETWORKS[kind](horizon=h, **{k: int(config[k]) for k in ("hidden", "layers", "kernel", "lookback")})
     opt = torch.optim.Adam(net.parameters(), lr=float(config["lr"]))
     gen = torch.Generator().manual_seed(ctx.seed)
-    batch = int(config["batch_size"])
+    batch, per_epoch = int(config["batch_size"]), int(config["samples_per_epoch"])
     for epoch in range(1, max_epochs + 1):
         net.train()
-        for idx in torch.randperm(len(fit_origins), generator=gen).split(batch):
+        for idx in torch.randperm(len(fit_origins), generator=gen)[:per_epoch].split(batch):
             opt.zero_grad()
             loss = nn.functional.mse_loss(net(fit[0][idx], fit[1][idx]), fit[2][idx])
             loss.backward()
@@ -92,9 +95,11 @@ def train_epochs(
 class DeepForecaster(ScaledForecaster):
     kind = "gru"
 
-    def __init__(self, config: dict[str, Any] | None = None, max_epochs: int = 40, patience: int = 6) -> None:
+    def __init__(
+        self, config: dict[str, Any] | None = None, max_epochs: int = 40, patience: int = 6, samples_per_epoch: int = 2048
+    ) -> None:
         super().__init__()
-        self.config = {**DEFAULTS, **(config or {})}
+        self.config = {**DEFAULTS, **(config or {}), "samples_per_epoch": samples_per_epoch}
         self.max_epochs, self.patience = max_epochs, patience
 
     def fit_scaled(self, train: np.ndarray, ctx: FitContext, on_epoch: Callable[[int, float], None] | None = None) -> None:
