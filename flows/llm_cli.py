@@ -262,13 +262,14 @@ def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
 
     from tasks.common.config import read_params
 
-    settings = read_params().get("llm", {}).get("bench_study", {})
+    llm = read_params().get("llm", {})
+    settings = llm.get("bench_study", {})
     tokens_dir = settings.get("tokenizer", {}).get("out_dir", "results/bench/llm_study/tokens")
     start = time.perf_counter()
     run_tokenize_flow(settings.get("tokenizer", {}), data_dir)
     study_overrides = dict(settings.get("study", {}))
-    study_overrides["pretrain"] = {**study_overrides.get("pretrain", {}), "tokens_dir": tokens_dir}
-    study_overrides["eval"] = {**study_overrides.get("eval", {}), "tokens_dir": tokens_dir}
+    for stage in ("pretrain", "eval"):  # merged into the study's own stage overrides, which a plain key would replace
+        study_overrides[stage] = {**llm["study"].get(stage, {}), **study_overrides.get(stage, {}), "tokens_dir": tokens_dir}
     result = run_study_flow(study_overrides, data_dir)
     print(json.dumps({"report_card": result["numbers"], "chance": result["chance"], "report": result["report"],
                       "wall_s": round(time.perf_counter() - start, 1)}))

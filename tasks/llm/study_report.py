@@ -67,8 +67,8 @@ def markdown_card(numbers: dict[str, Any], chance: dict[str, float], title: str 
     for arm, row in numbers.items():
         lines.append(f"| {arm} | {row['comm_bytes_per_worker'] / 1e6:.2f} | {row['wall_seconds']:.1f} |")
     if chance:
-        lines += ["", "Chance level: " + ", ".join(f"{t} {c:.3f}" for t, c in chance.items())
-                  + " (generative tasks: 0; exact answers)."]
+        lines += ["", "Chance: " + ", ".join(f"{t} {c:.3f}" for t, c in chance.items())
+                  + " (multiple choice: 1 / choices; generative: always giving the most common answer)."]
     return "\n".join(lines) + "\n"
 
 
