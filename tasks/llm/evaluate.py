@@ -117,3 +117,20 @@ def majority_baseline(task, conversations: list[dict[str, Any]], candidates: int
     for answer, _ in Counter(answers).most_common(candidates):
         best = max(best, sum(bool(task.evaluate(c, answer)) for c in conversations))
     return best / len(conversations)
+
+
+def evaluate_task(model, tokenizer, task, engine: Engine | None = None, **kwargs) -> dict[str, Any]:
+    """Dispatch on the task's `eval_type` ("categorical" = multiple choice, "generative")."""
+    start = time.perf_counter()
+    if task.eval_type == "categorical":
+        keep = {k: kwargs[k] for k in ("max_examples", "batch_size", "autocast") if k in kwargs}
+        result = evaluate_multiple_choice(model, tokenizer, task, **keep)
+    elif task.eval_type == "generative":
+        keep = {k: kwargs[k] for k in ("max_examples", "max_new_tokens", "temperature", "top_k", "seed", "show")
+                if k in kwargs}
+        engine = engine or Engine(model, tokenizer, autocast=kwargs.get("autocast", False))
+        result = evaluate_generative(engine, tokenizer, task, **keep)
+    else:
+        raise ValueError(f"task {task!r} has unknown eval_type {task.eval_type!r}")
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    return result
