@@ -46,6 +46,18 @@ class DeepConfig(StrictModel):
     samples_per_epoch: int = Field(2048, ge=1, description="random training windows per epoch (bounds 5-min cost)")
 
 
+class EnsembleConfig(StrictModel):
+    members: list[str] = ["holt_winters", "gbr"]
+
+    @field_validator("members")
+    @classmethod
+    def classical_members(cls, members: list[str]) -> list[str]:
+        bad = [m for m in members if m not in MODELS or m in ("ensemble", "gru", "cnn")]
+        if bad or not members:
+            raise ValueError(f"ensemble members must be classical models, got {members}")
+        return members
+
+
 class ForecastConfig(StrictModel):
     datasets: list[str] = Field(default_factory=lambda: list(STUDY_DATASETS))
     rates: list[Rate] = ["5min", "15min", "1h"]
@@ -64,6 +76,7 @@ class ForecastConfig(StrictModel):
     arima: ArimaConfig = ArimaConfig()
     gbr: GbrConfig = GbrConfig()
     deep: DeepConfig = DeepConfig()
+    ensemble: EnsembleConfig = EnsembleConfig()
     tune: TuneConfig = TuneConfig()
 
     @field_validator("models")

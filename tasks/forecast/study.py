@@ -89,6 +89,9 @@ def model_options(name: str, cfg: ForecastConfig, tuned: dict[str, Any] | None) 
         return cfg.gbr.model_dump()
     if name in DEEP_MODELS:
         return {"config": tuned or {}, **cfg.deep.model_dump()}
+    if name == "ensemble":
+        members = cfg.ensemble.members
+        return {"members": members, "member_options": {m: model_options(m, cfg, None) for m in members}}
     return {}
 
 

@@ -16,6 +16,7 @@ MODELS: dict[str, str] = {
     "gbr": "tasks.forecast.models.gbr:LagBoosting",
     "gru": "tasks.forecast.models.deep:GRUForecaster",
     "cnn": "tasks.forecast.models.deep:CNNForecaster",
+    "ensemble": "tasks.forecast.models.ensemble:MeanEnsemble",
 }
 DEEP_MODELS = ("gru", "cnn")
 
