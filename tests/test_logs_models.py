@@ -18,6 +18,17 @@ from tasks.logs.windows import simulate_windows
 FAST = PullConfig(epochs=8, epochs_next=3, max_rounds=3, batch_size=256)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is several times faster than two here (as in the flow)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def spirit_slice(shared_data):
     loaded = load_spirit(shared_data / "logs" / "spirit_300k.csv.gz", max_lines=20_000)
@@ -30,9 +41,6 @@ def spirit_slice(shared_data):
 
 
 def test_pull_beats_trivial_baseline(spirit_slice):
-    import torch
-
-    torch.set_num_threads(1)
     parsed, labels, weak = spirit_slice
     data = prepare(parsed.drop(columns=["label"]), weak, 0.8)
     from tasks.logs.pull import run_pull
