@@ -98,6 +98,12 @@ def bench(
                          "plain_drain3_lines_per_s": round(len(frame) / plain_s, 1),
                          "speedup": round(stats["lines_per_s"] * plain_s / len(frame), 2),
                          "agreement_with_plain_drain3": round(grouping_accuracy(plain_ids, fast["template_id"]), 4)}
+    structured = resolve("logs/BGL_2k.log_structured.csv", data_dir)
+    if structured.is_file():  # the standard grouping-accuracy check of the template miner
+        import pandas as pd
+
+        bgl, _ = parse(load("bgl", structured.with_name("BGL_2k.log")).frame, cfg.parse)
+        parsing["bgl_2k_grouping_accuracy"] = round(grouping_accuracy(pd.read_csv(structured)["EventId"], bgl["template_id"]), 4)
     results = [{k: r[k] for k in ("dataset", "window_s", "window_share", "model", "precision", "recall", "f1",
                                   "train_s", "lines_per_s_score")} | {"lines_per_s_parse": result["parse"][r["dataset"]]["lines_per_s"]}
                for r in result["rows"]]
