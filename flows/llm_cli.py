@@ -261,15 +261,17 @@ def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
     import time
 
     from tasks.common.config import read_params
+    from tasks.common.prefect_api import prefect_api
 
     llm = read_params().get("llm", {})
     settings = llm.get("bench_study", {})
     tokens_dir = settings.get("tokenizer", {}).get("out_dir", "results/bench/llm_study/tokens")
-    start = time.perf_counter()
-    run_tokenize_flow(settings.get("tokenizer", {}), data_dir)
     study_overrides = dict(settings.get("study", {}))
     for stage in ("pretrain", "eval"):  # merged into the study's own stage overrides, which a plain key would replace
         study_overrides[stage] = {**llm["study"].get(stage, {}), **study_overrides.get(stage, {}), "tokens_dir": tokens_dir}
-    result = run_study_flow(study_overrides, data_dir)
+    start = time.perf_counter()
+    with prefect_api():  # one server for both flows: Prefect's client keeps the first URL it saw
+        run_tokenize_flow(settings.get("tokenizer", {}), data_dir)
+        result = run_study_flow(study_overrides, data_dir)
     print(json.dumps({"report_card": result["numbers"], "chance": result["chance"], "report": result["report"],
                       "wall_s": round(time.perf_counter() - start, 1)}))
