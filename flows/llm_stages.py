@@ -70,7 +70,7 @@ def llm_sft(overrides: dict[str, Any] | None = None, data_dir: str | None = None
     return _chat_flow("sft", overrides, data_dir)
 
 
-def _stage_config(stage: str, study, mode: str) -> dict[str, Any]:
+def _stage_config(stage: str, study, modes: tuple[str, ...]) -> dict[str, Any]:
     from tasks.common.config import apply_overrides
     from tasks.llm.config import ChatStageConfig, PretrainConfig, load_stage
 
@@ -78,8 +78,9 @@ def _stage_config(stage: str, study, mode: str) -> dict[str, Any]:
     # overrides apply to every field of the typed config, not only the keys params.yaml lists
     full = load_stage(model, stage).model_dump(mode="json")
     cfg = model.model_validate(apply_overrides(full, getattr(study, stage), f"llm.study.{stage}"))
-    for key, value in {"mode": mode, "workers": study.workers, "seed": study.seed, "experiment": study.experiment,
-                       "resume": False}.items():
+    settings = {"mode": modes[-1], "workers": study.workers, "seed": study.seed, "experiment": study.experiment,
+                "resume": False, "run_name": f"{'-'.join(modes)}/{stage}"}
+    for key, value in settings.items():
         setattr(cfg, key, value)  # validated assignment
     return cfg.model_dump(mode="json")
 
@@ -122,7 +123,7 @@ def llm_study(overrides: dict[str, Any] | None = None, data_dir: str | None = No
                 out_dir = f"{out_root}/{arm_name(list(key))}/{stage}"
                 tags = {"mlflow.parentRunId": parent.info.run_id, "arm": name}
                 with remote_options(num_cpus=0):
-                    summary = stage_task.submit(stage, _stage_config(stage, study, mode), init, out_dir, data_dir,
+                    summary = stage_task.submit(stage, _stage_config(stage, study, key), init, out_dir, data_dir,
                                                 tags, mlflow.get_tracking_uri()).result()
                 summary["first_arm"] = name
                 done[key] = summary

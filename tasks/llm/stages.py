@@ -49,7 +49,10 @@ def run_chat_stage(stage: str, cfg: ChatStageConfig, init_checkpoint: str | None
     from tasks.llm.train import run_training
 
     init = absolute(init_checkpoint or cfg.init_from)
-    tokenizer_path = read_meta(init).get("tokenizer", "")
+    meta = read_meta(init)
+    tokenizer_path = meta.get("tokenizer", "")
+    if "model_config" in meta:  # the model comes from the checkpoint: record its real depth
+        cfg = cfg.model_copy(update={"depth": meta["model_config"]["n_layer"]})
     if not tokenizer_path:
         raise ValueError(f"checkpoint {init} records no tokenizer path; cannot render conversations")
     source = source_from_chat_spec(chat_spec(stage, cfg, tokenizer_path, data_dir))
