@@ -183,3 +183,44 @@ def test_bits_per_byte_of_a_uniform_model(tmp_path, tokenizer):
     bpb = bpb_on_shards(model, str(tmp_path / "tokens"), seq_len=32, max_tokens=10_000, batch_size=2)
     expected = math.log2(tokenizer.vocab_size) / meta["bytes_per_token"]["val"]
     assert bpb == pytest.approx(expected, rel=0.1)
+
+
+class PromptOracle(torch.nn.Module):
+    """Knows the right answer token of every prompt (and prefers an unrelated token overall)."""
+
+    def __init__(self, vocab_size: int, answer_token: dict[tuple[int, ...], int]):
+        super().__init__()
+        self.config = GPTConfig(sequence_len=2048, vocab_size=vocab_size, n_layer=1, n_head=1, n_kv_head=1, n_embd=64)
+        self.vocab_size, self.answer_token = vocab_size, answer_token
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        B, T = idx.shape
+        logits = torch.zeros(B, T, self.vocab_size)
+        logits[:, :, 100] = 10.0
+        for b in range(B):
+            for t in range(T):
+                token = self.answer_token.get(tuple(idx[b, : t + 1].tolist()))
+                if token is not None:
+                    logits[b, t, token] = 5.0
+        return logits
+
+
+def test_mmlu_and_arc_files_scored_through_evaluate_task(tmp_path, tokenizer):
+    import json as _json
+
+    from tasks.llm.evaluate import evaluate_task
+    from tasks.llm.tasks import build_task
+
+    mmlu = tmp_path / "mmlu.jsonl"
+    mmlu.write_text("".join(_json.dumps({"question": f"q{i}", "choices": ["w", "x", "y", "z"], "answer": i % 4,
+                                         "subject": "toy"}) + "\n" for i in range(6)))
+    arc = tmp_path / "arc.jsonl"  # ARC also uses digit labels
+    arc.write_text("".join(_json.dumps({"question": f"q{i}", "answerKey": str(1 + i % 3),
+                                        "choices": {"text": ["a", "b", "c"], "label": ["1", "2", "3"]}}) + "\n"
+                           for i in range(5)))
+    for task in (build_task("mmlu", path=mmlu), build_task("arc", path=arc)):
+        items = [task[i] for i in range(len(task))]
+        truth = {tuple(render_for_completion(tokenizer, c)): tokenizer.encode(c["answer"])[0] for c in items}
+        result = evaluate_task(PromptOracle(tokenizer.vocab_size, truth), tokenizer, task, batch_size=4)
+        assert result["accuracy"] == 1.0 and result["n"] == len(items)
+        assert result["chance"] == pytest.approx(1 / len(items[0]["letters"]))
