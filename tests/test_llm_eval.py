@@ -170,6 +170,9 @@ def test_generative_scoring_uses_the_engine(tokenizer):
     result = evaluate_generative(engine, tokenizer, task, max_new_tokens=10)
     assert result["accuracy"] == 0.5 and result["n"] == 4
     assert evaluate_generative(engine, tokenizer, task, max_examples=1)["accuracy"] == 1.0
+    engine.model.rotary_len = 4  # prompts longer than the model's positions are counted wrong, not a crash
+    short = evaluate_generative(engine, tokenizer, task)
+    assert short["accuracy"] == 0.0 and short["prompt_too_long"] == 4
 
 
 def test_bits_per_byte_of_a_uniform_model(tmp_path, tokenizer):

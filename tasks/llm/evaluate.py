@@ -95,16 +95,21 @@ def evaluate_generative(engine: Engine, tokenizer, task, max_examples: int = 0, 
                         show: int = 0) -> dict[str, Any]:
     """Accuracy of engine completions judged by the task; `show` prints that many examples."""
     conversations = _examples(task, max_examples)
-    correct = 0
+    limit = getattr(engine.model, "rotary_len", None)
+    correct = too_long = 0
     for i, conversation in enumerate(conversations):
         prompt = render_for_completion(tokenizer, conversation)
+        if limit is not None and len(prompt) >= limit:  # no room to answer: counts as wrong, reported
+            too_long += 1
+            continue
         text = engine.complete(prompt, max_tokens=max_new_tokens, temperature=temperature, top_k=top_k, seed=seed + i)
         ok = bool(task.evaluate(conversation, text))
         correct += ok
         if i < show:
             print(f"  [{'ok' if ok else 'x '}] {tokenizer.decode(prompt)[-80:]!r} -> {text[:80]!r}", flush=True)
     n = len(conversations)
-    return {"accuracy": correct / max(n, 1), "n": n, "chance": majority_baseline(task, conversations)}
+    return {"accuracy": correct / max(n, 1), "n": n, "chance": majority_baseline(task, conversations),
+            "prompt_too_long": too_long}
 
 
 def majority_baseline(task, conversations: list[dict[str, Any]], candidates: int = 20) -> float:
