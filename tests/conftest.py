@@ -30,8 +30,11 @@ def shared_data() -> Path:
 
 @pytest.fixture()
 def mlflow_store(tmp_path, monkeypatch) -> str:
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # an earlier test's set_tracking_uri would otherwise win over the env
     return uri
 
 

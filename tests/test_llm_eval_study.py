@@ -36,7 +36,6 @@ def tiny_study(tmp_path, tokens) -> dict:
     }
 
 
-@pytest.mark.slow  # ~3-4 min on 2 cores: 8 Ray-distributed training stages and 8 evaluations
 def test_study_flow_end_to_end(tmp_path, tiny_tokens, prefect_server, ray_local, mlflow_store):
     import mlflow
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 
-
-@pytest.mark.slow
 def test_llm_pretrain_flow_diloco_on_shards(tmp_path, monkeypatch, mlflow_store, prefect_server):
     import mlflow
     import ray

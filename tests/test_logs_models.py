@@ -108,7 +108,6 @@ def test_baselines_on_slice(spirit_slice):
         detect("supervised", data, cfg, None)
 
 
-@pytest.mark.slow
 def test_pull_spirit_300k_target(shared_data):
     """The paper-level target on all 300k Spirit lines, failure windows +/- 0 s: F1 >= 0.99."""
     from tasks.logs.pull import run_pull
