@@ -7,17 +7,11 @@ import time
 
 import typer
 
-from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION
+from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION, cli_overrides, comma_list
 
 
-def _overrides(assignments: list[str] | None, **flags) -> dict:
-    from tasks.common.config import parse_assignments
-
-    overrides = parse_assignments(assignments or [])
-    for key, value in flags.items():
-        if value:
-            overrides[key] = [v.strip() for v in value.split(",") if v.strip()]
-    return overrides
+def _overrides(assignments: list[str] | None, datasets: str | None, rates: str | None, models: str | None) -> dict:
+    return cli_overrides(assignments, datasets=comma_list(datasets), rates=comma_list(rates), models=comma_list(models))
 
 
 def run_forecast(overrides: dict, data_dir: str | None) -> dict:

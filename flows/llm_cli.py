@@ -10,19 +10,10 @@ import json
 
 import typer
 
-from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION
+from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION, cli_overrides, comma_list
 
 app = typer.Typer(help="LLM pipeline: tokenize -> pretrain -> midtrain -> sft -> eval (nanochat-style).",
                   no_args_is_help=True)
-
-
-def _overrides(assignments: list[str] | None, **flags) -> dict:
-    """`--set k=v` assignments plus explicit flags that were given (None = not given)."""
-    from tasks.common.config import parse_assignments
-
-    overrides = parse_assignments(assignments or [])
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    return overrides
 
 
 @app.command()
@@ -37,7 +28,7 @@ def pretrain(
     _quiet_threads()
     from tasks.common.prefect_api import prefect_api
 
-    overrides = _overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume)
+    overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume)
     with prefect_api():
         from flows.llm import llm_pretrain
 
@@ -63,8 +54,7 @@ def tokenize(
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Train the BPE tokenizer and encode the corpus into train/val token shards (Prefect flow `llm_tokenize`)."""
-    corpus_list = [c.strip() for c in corpus.split(",") if c.strip()] if corpus else None
-    overrides = _overrides(set_, vocab_size=vocab_size, corpus=corpus_list, download_shards=download_shards)
+    overrides = cli_overrides(set_, vocab_size=vocab_size, corpus=comma_list(corpus), download_shards=download_shards)
     result = run_tokenize_flow(overrides, data_dir)
     typer.echo(json.dumps({k: result[k] for k in ("out_dir", "tokenizer", "metrics", "mlflow_run_id")}, indent=2))
 
@@ -107,7 +97,7 @@ def eval_(
     from tasks.llm.config import EvalConfig, load_stage
     from tasks.llm.eval_stage import run_eval
 
-    cfg = load_stage(EvalConfig, "eval", _overrides(set_, checkpoint=checkpoint, max_examples=max_examples))
+    cfg = load_stage(EvalConfig, "eval", cli_overrides(set_, checkpoint=checkpoint, max_examples=max_examples))
     result = run_eval(cfg, data_dir=data_dir, show=show)
     typer.echo(open(result["report"]).read())
     typer.echo(json.dumps({"bpb": result["bpb"], **{k: v["accuracy"] for k, v in result["tasks"].items()},
@@ -221,7 +211,7 @@ def midtrain(
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Midtrain on the chat-format task mixture (Prefect flow `llm_midtrain`, Ray workers)."""
-    summary = _run_chat_stage("midtrain", _overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    summary = _run_chat_stage("midtrain", cli_overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
     typer.echo(_stage_summary(summary))
 
 
@@ -234,7 +224,7 @@ def sft(
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Supervised fine-tuning on padded conversation batches with the loss mask (Prefect flow `llm_sft`)."""
-    summary = _run_chat_stage("sft", _overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    summary = _run_chat_stage("sft", cli_overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
     typer.echo(_stage_summary(summary))
 
 
@@ -251,7 +241,7 @@ def run_study_flow(overrides: dict, data_dir: str | None) -> dict:
 @app.command()
 def study(set_: list[str] = SET_OPTION, data_dir: str = DATA_DIR_OPTION) -> None:
     """DDP vs DiLoCo through pretrain -> midtrain -> sft, evaluated per stage (Prefect flow `llm_study`)."""
-    result = run_study_flow(_overrides(set_), data_dir)
+    result = run_study_flow(cli_overrides(set_), data_dir)
     typer.echo(open(result["report"]).read())
     typer.echo(json.dumps(result["numbers"]))
 

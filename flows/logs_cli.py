@@ -7,20 +7,14 @@ import time
 
 import typer
 
-from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION
+from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION, cli_overrides, comma_list
 
 app = typer.Typer(help="Log anomaly detection: PULL, LogLAB and baselines on weakly labelled logs.", no_args_is_help=True)
 
 
-def _overrides(assignments: list[str] | None, **lists) -> dict:
-    from tasks.common.config import parse_assignments
-
-    overrides = parse_assignments(assignments or [])
-    for key, value in lists.items():
-        if value:
-            items = [v.strip() for v in value.split(",") if v.strip()]
-            overrides[key] = [float(v) for v in items] if key == "window_sizes" else items
-    return overrides
+def _overrides(assignments: list[str] | None, datasets: str | None, windows: str | None = None,
+               models: str | None = None) -> dict:
+    return cli_overrides(assignments, run=comma_list(datasets), window_sizes=comma_list(windows), models=comma_list(models))
 
 
 def run_logs(overrides: dict, data_dir: str | None, reuse_parsed: bool = False) -> dict:
@@ -42,7 +36,7 @@ def run(
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Ingest, parse, weak-label, train every detector (Prefect flow `logs` on Ray) and evaluate."""
-    result = run_logs(_overrides(set_, run=datasets, window_sizes=windows, models=models), data_dir, reuse_parsed)
+    result = run_logs(_overrides(set_, datasets, windows, models), data_dir, reuse_parsed)
     typer.echo(json.dumps({"results": result["results"], "best": result["best"], "mlflow_run_id": result["mlflow_run_id"]}, indent=2))
 
 
@@ -59,7 +53,7 @@ def parse(
     from tasks.logs.config import LogsConfig
     from tasks.logs.pipeline import ingest_and_parse
 
-    cfg = load_config(LogsConfig, "logs", _overrides(set_, run=datasets))
+    cfg = load_config(LogsConfig, "logs", _overrides(set_, datasets))
     out = {}
     for name in cfg.run:
         path, stats = ingest_and_parse(cfg.dataset(name), cfg, data_dir, project_root() / cfg.out_dir, resume_state)
@@ -81,7 +75,7 @@ def bench(
     from tasks.logs.parsing import grouping_accuracy, parse, plain_drain
     from tasks.logs.pipeline import resolve
 
-    overrides = _overrides(set_, run=datasets, window_sizes=windows, models=models)
+    overrides = _overrides(set_, datasets, windows, models)
     overrides.setdefault("out_dir", "results/bench/logs")
     start = time.perf_counter()
     result = run_logs(overrides, data_dir)
