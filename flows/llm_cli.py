@@ -25,7 +25,6 @@ def pretrain(
     set_: list[str] = SET_OPTION,
 ) -> None:
     """Pretrain the GPT on the token shards (Prefect flow `llm_pretrain`, Ray workers, MLflow `llm-pretrain`)."""
-    _quiet_threads()
     from tasks.common.prefect_api import prefect_api
 
     overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume)
@@ -140,13 +139,6 @@ def chat(
             typer.echo()
 
 
-def _quiet_threads() -> None:
-    """Idle OpenMP threads sleep instead of spinning: on a shared 2-core box spinning made steps 30x slower."""
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 def bench_pretrain(
     depth: int = typer.Option(4, help="Depth of the single-process throughput model."),
     seq_len: int = typer.Option(512, help="Sequence length of the throughput model."),
@@ -157,7 +149,6 @@ def bench_pretrain(
 ) -> None:
     """Tokens/s and MFU (vs bf16 and fp32 matmul peaks measured here) of single-process training, then
     DDP vs DiLoCo on 2 Ray workers: final val bpb, bytes per worker and their ratio, wall seconds."""
-    _quiet_threads()
     import torch
 
     from tasks.llm.bench import compare_ddp_diloco, single_throughput
@@ -169,7 +160,6 @@ def bench_pretrain(
 
 def demo(data_dir: str | None) -> str:
     """Tokenize tinyshakespeare, then a tiny pretrain in DDP and in DiLoCo: two runs side by side in MLflow."""
-    _quiet_threads()
     from tasks.common.config import read_params
 
     settings = read_params().get("demo", {}).get("llm", {})
@@ -187,7 +177,6 @@ def demo(data_dir: str | None) -> str:
 
 
 def _run_chat_stage(stage: str, overrides: dict, data_dir: str | None) -> dict:
-    _quiet_threads()
     from tasks.common.prefect_api import prefect_api
 
     with prefect_api():
@@ -229,7 +218,6 @@ def sft(
 
 
 def run_study_flow(overrides: dict, data_dir: str | None) -> dict:
-    _quiet_threads()
     from tasks.common.prefect_api import prefect_api
 
     with prefect_api():
