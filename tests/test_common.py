@@ -51,3 +51,12 @@ def test_ray_is_local_and_bounded_unless_attaching(monkeypatch):
     assert kwargs["num_cpus"] >= 1 and 0 < kwargs["object_store_memory"] <= 2 * 1024**3
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert "num_cpus" not in ray_init_kwargs()  # passing num_cpus when attaching is an error
+
+
+def test_local_ray_workers_inherit_the_environment_at_init(monkeypatch):
+    """No environment is frozen into init kwargs (flows build them at import time)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////tmp/stale.db")
+    assert "runtime_env" not in ray_init_kwargs()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert ray_init_kwargs()["runtime_env"]["env_vars"]["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/stale.db"

@@ -19,10 +19,13 @@ def ray_init_kwargs() -> dict:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": True}
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    if env:
-        kwargs["runtime_env"] = {"env_vars": env}
     if os.environ.get("RAY_ADDRESS"):
+        # A cluster started elsewhere does not share our environment: forward the settings that
+        # locate shared state. (A local cluster's workers inherit the driver's environment at
+        # ray.init instead; a copy taken here, at import time, could be stale by then.)
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        if env:
+            kwargs["runtime_env"] = {"env_vars": env}
         return kwargs  # resources belong to the cluster we attach to
     store = min(int(psutil.virtual_memory().total * OBJECT_STORE_FRACTION), OBJECT_STORE_CAP)
     kwargs.update(num_cpus=os.cpu_count() or 1, object_store_memory=store)
