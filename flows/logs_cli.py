@@ -105,10 +105,16 @@ def bench(
 
 
 def demo(data_dir: str | None) -> str:
-    """Small logs run with the `demo.logs` overrides from params.yaml."""
+    """Small logs run with the `demo.logs` overrides from params.yaml (generated logs when offline)."""
     from tasks.common.config import read_params
+    from tasks.common.paths import data_dir as resolve_data_dir
+    from tasks.common.paths import seeds_dir
+    from tasks.logs.synthetic import write_synthetic_logs
 
-    overrides = read_params().get("demo", {}).get("logs", {})
+    overrides = dict(read_params().get("demo", {}).get("logs", {}))
+    if resolve_data_dir(data_dir) is None:
+        path = write_synthetic_logs(seeds_dir() / "logs" / "synthetic.csv")
+        overrides.update(datasets=[{"name": "synthetic", "format": "generic", "path": str(path)}], run=["synthetic"])
     result = run_logs(overrides, data_dir)
     best = ", ".join(f"{b['dataset']}/w{b['window_s']:g}: {b['model']} F1 {b['f1']:.3f}" for b in result["best"])
     return f"logs: {best}; table {result['results']} (MLflow experiment 'logs', run {result['mlflow_run_id']})"

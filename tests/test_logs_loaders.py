@@ -110,3 +110,13 @@ def test_generic_csv_parquet_and_errors(tmp_path):
         load_bgl(tmp_path / "missing.log")
     with pytest.raises(ValueError, match="unknown log format"):
         load("syslog", tmp_path / "g.csv")
+
+
+def test_generated_logs_load_as_generic_with_alerts_in_episodes(tmp_path):
+    from tasks.logs.synthetic import write_synthetic_logs
+
+    loaded = load("generic", write_synthetic_logs(tmp_path / "synthetic.csv"))
+    frame = loaded.frame
+    assert len(frame) == 4000 and loaded.malformed == 0
+    assert 0.01 < frame["label"].astype(float).mean() < 0.1
+    assert frame["timestamp"].is_monotonic_increasing
