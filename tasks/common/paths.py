@@ -35,7 +35,3 @@ def data_dir(explicit: str | Path | None = None) -> Path | None:
 
 def seeds_dir() -> Path:
     return project_root() / "seeds"
-
-
-def results_dir(*parts: str) -> Path:
-    return project_root().joinpath("results", *parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pandas as pd
 from tasks.common.atomic import write_bytes, write_frame, write_json
 from tasks.common.paths import seeds_dir
 from tasks.forecast.config import ForecastConfig
-from tasks.forecast.study import ComboResult, forecast_plot_png
+from tasks.forecast.study import ComboResult
 
 REFERENCE = seeds_dir() / "forecast_study_reference.csv"
 
@@ -57,22 +58,39 @@ def write_outputs(results: list[ComboResult], out_dir: Path) -> dict[str, Any]:
     return stats
 
 
-def _bar_png(means: pd.DataFrame) -> bytes:
-    import io
-
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # headless: Ray workers and CI have no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=85, bbox_inches="tight")
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _bar_png(means: pd.DataFrame) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(7, 3.5))
     ax.barh(means["model"], means["smape"])
     ax.set_xlabel("mean sMAPE (%)")
     ax.invert_yaxis()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
+
+
+def forecast_plot_png(result: ComboResult) -> bytes:
+    fig, ax = _pyplot().subplots(figsize=(10, 3.5))
+    index = pd.to_datetime(result.test_index)
+    ax.plot(index, result.y_test, label="actual", lw=1)
+    ax.plot(index, result.y_pred, label=f"{result.model} (sMAPE {result.metrics['smape']:.3f}%)", lw=1)
+    ax.set_title(f"{result.dataset} {result.rate}: walk-forward forecast vs actual")
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
+    return _png(fig)
 
 
 def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[str, Any], out_dir: Path, run_name: str) -> str:

@@ -5,7 +5,6 @@ Pure functions: no Prefect, Ray or MLflow here. The flow fans these out and logs
 
 from __future__ import annotations
 
-import io
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -129,21 +128,3 @@ def run_combo(spec: SeriesSpec, model_name: str, cfg: ForecastConfig, tuned: dic
         model_bytes=pickle.dumps(model),
     )
 
-
-def forecast_plot_png(result: ComboResult) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    index = pd.to_datetime(result.test_index)
-    ax.plot(index, result.y_test, label="actual", lw=1)
-    ax.plot(index, result.y_pred, label=f"{result.model} (sMAPE {result.metrics['smape']:.3f}%)", lw=1)
-    ax.set_title(f"{result.dataset} {result.rate}: walk-forward forecast vs actual")
-    ax.legend(loc="upper left")
-    fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
