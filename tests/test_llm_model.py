@@ -10,9 +10,10 @@ import torch
 
 from tasks.llm.checkpoint import load_model, resolve_checkpoint, save_checkpoint
 from tasks.llm.config import OptimConfig
+from tasks.llm.fused_loss import linear_softcap_cross_entropy
 from tasks.llm.kv_cache import KVCache
 from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.optim import build_optimizers, lr_multiplier, zeropower_via_newtonschulz5
+from tasks.llm.optim import Muon, build_optimizers, lr_multiplier, zeropower_via_newtonschulz5
 
 torch.set_num_threads(1)  # shared 2-core machine: one thread is the robust choice
 
@@ -102,6 +103,50 @@ def test_muon_groups_and_schedule():
     mults = [lr_multiplier(s, 100, cfg) for s in range(100)]
     assert mults[0] == pytest.approx(0.1) and mults[10:50] == [1.0] * 40
     assert mults[99] < 0.15 and all(a >= b for a, b in zip(mults[50:], mults[51:]))
+
+
+def test_muon_orthogonalises_each_matrix_of_a_shape_batch_on_its_own():
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(16, 32)) for _ in range(3)] + [torch.nn.Parameter(torch.randn(32, 8))]
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    Muon(params, lr=0.1, momentum=0.0, nesterov=False).step()
+    for p, b in zip(params, before):
+        scale = 0.1 * max(1.0, p.size(0) / p.size(1)) ** 0.5
+        assert torch.allclose(p.detach(), b - scale * zeropower_via_newtonschulz5(p.grad), atol=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_fused_head_loss_and_gradients_equal_the_plain_path(compiled):
+    torch.manual_seed(0)
+    h = torch.randn(70, 32, requires_grad=True)  # 70 rows: chunks of 32, 32 and a ragged 6
+    w = (0.5 * torch.randn(50, 32)).requires_grad_()
+    y = torch.randint(0, 50, (70,))
+    y[[3, 40]] = -1
+    plain = torch.nn.functional.cross_entropy(15 * torch.tanh(h @ w.T / 15), y, ignore_index=-1)
+    plain.backward()
+    expected = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    fused = linear_softcap_cross_entropy(h, w, y, 15.0, chunk=32, compiled=compiled)
+    (3 * fused).backward()
+    assert fused.item() == pytest.approx(plain.item(), rel=1e-5)
+    assert torch.allclose(h.grad, 3 * expected[0], atol=1e-5) and torch.allclose(w.grad, 3 * expected[1], atol=1e-5)
+
+
+def test_compiled_training_step_matches_the_plain_model():
+    plain, fast = tiny(), tiny()
+    fast.compile_for_training()
+    x, y = torch.randint(0, 64, (2, 16)), torch.randint(0, 64, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = [m(x, y) for m in (plain, fast)]
+    for loss in losses:
+        loss.backward()
+    assert losses[1].item() == pytest.approx(losses[0].item(), rel=1e-2)
+    for a, b in zip(plain.parameters(), fast.parameters()):  # equal up to bf16 rounding
+        assert (a.grad - b.grad).norm() <= 0.03 * a.grad.norm()
+    with torch.no_grad():  # evaluation keeps the plain path and returns per-token losses
+        assert fast(x, y, loss_reduction="none").shape == (32,)
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -124,6 +124,16 @@ def test_kill_and_resume_reproduces_the_loss_curve(shared_data, tmp_path, mlflow
     assert reference["history"][-1] < reference["history"][0] - 1.0
 
 
+def test_compiled_training_follows_the_plain_run(shared_data, tmp_path, mlflow_store):
+    kw = dict(steps=12, depth=2, precision="bf16", eval_every=0, checkpoint_every=0)
+    plain = run_training(tiny_cfg(**kw), byte_source(shared_data), out_dir=tmp_path / "plain")
+    fast = run_training(tiny_cfg(compile=True, **kw), byte_source(shared_data), out_dir=tmp_path / "fast")
+    np.testing.assert_allclose(fast["history"], plain["history"], rtol=2e-2)
+    assert fast["history"][-1] < fast["history"][0] - 0.5
+    model, _ = load_model(fast["model_dir"])  # compiled or not, checkpoints hold the plain module's names
+    assert not model.fast_training
+
+
 def test_checkpoint_and_init_from_it(shared_data, tmp_path, mlflow_store):
     first = run_training(tiny_cfg(steps=5), byte_source(shared_data), out_dir=tmp_path / "a", stage="pretrain")
     model, meta = load_model(first["model_dir"])

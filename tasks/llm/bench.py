@@ -23,21 +23,27 @@ from tasks.llm.train import run_training
 EXPERIMENT = "llm-bench"
 
 
-def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8, steps: int = 15) -> dict:
-    torch.set_num_threads(torch.get_num_threads())
+def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8, accum: int = 4, steps: int = 6,
+                      compile: bool = True) -> dict:
+    """The trainer's tokens/s (after its warm-up step) and MFU for one process on random tokens.
+
+    `accum` micro-batches per optimizer step, as real pretraining's large batches amortise the
+    optimizer (Muon's Newton-Schulz work is per step, not per token, and is not model FLOPs).
+    """
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16, n=2048), matmul_peak(torch.float32, n=2048)
     rng = np.random.default_rng(0)
-    n = batch_size * seq_len * (steps + 2)
+    n = batch_size * seq_len * (steps * accum + 2)
     source = TokenStreamSource(batch_size, seq_len, arrays={"train": rng.integers(0, vocab, n), "val": rng.integers(0, vocab, n // 4)},
                                byte_lengths=np.ones(vocab, dtype=np.int64))
-    cfg = PretrainConfig(depth=depth, sequence_len=seq_len, device_batch_size=batch_size, steps=steps, mode="single",
+    cfg = PretrainConfig(depth=depth, sequence_len=seq_len, device_batch_size=batch_size,
+                         total_batch_tokens=batch_size * seq_len * accum, steps=steps, mode="single", compile=compile,
                          eval_every=0, eval_tokens=batch_size * seq_len, checkpoint_every=0, experiment=EXPERIMENT,
-                         run_name=f"bench-throughput-d{depth}")
+                         run_name=f"bench-throughput-d{depth}{'-compiled' if compile else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         s = run_training(cfg, source, out_dir=tmp, stage="bench")
     achieved = s["flops_per_token"] * s["tokens_per_s"]
-    return {"depth": depth, "sequence_len": seq_len, "vocab_size": vocab, "batch_size": batch_size,
-            "threads": torch.get_num_threads(), "tokens_per_s": round(s["tokens_per_s"], 1),
+    return {"depth": depth, "sequence_len": seq_len, "vocab_size": vocab, "batch_tokens": batch_size * seq_len * accum,
+            "compile": compile, "threads": torch.get_num_threads(), "tokens_per_s": round(s["tokens_per_s"], 1),
             "achieved_tflops": round(achieved / 1e12, 4), "peak_bf16_tflops": round(peak_bf16 / 1e12, 3),
             "peak_fp32_tflops": round(peak_fp32 / 1e12, 3), "mfu_vs_bf16_peak": round(achieved / peak_bf16, 4),
             "mfu_vs_fp32_peak": round(achieved / peak_fp32, 4)}

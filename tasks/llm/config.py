@@ -85,6 +85,7 @@ class PretrainConfig(StrictModel):
     diloco: DilocoConfig = DilocoConfig()
     optim: OptimConfig = OptimConfig()
     precision: Precision = "bf16"
+    compile: bool = Field(False, description="torch.compile the blocks and fuse head + loss (seconds to compile, faster steps)")
     # evaluation, logging, checkpoints
     eval_every: int = Field(50, ge=0, description="steps between val bpb evaluations; 0 = only at the end")
     eval_tokens: int = Field(32768, ge=1)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasks.llm.fused_loss import linear_softcap_cross_entropy
 from tasks.llm.kv_cache import KVCache
 
 HEAD_DIM = 64
@@ -119,6 +120,7 @@ class GPT(nn.Module):
         cos, sin = self._rotary(self.rotary_len, config.n_embd // config.n_head)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self.fast_training = False
         self.init_weights()
 
     @staticmethod
@@ -151,17 +153,38 @@ class GPT(nn.Module):
     def matrix_params(self) -> list[nn.Parameter]:
         return [p for p in self.transformer.h.parameters()]
 
+    def compile_for_training(self) -> None:
+        """Training steps run the blocks through torch.compile and fuse head, soft-cap and loss.
+
+        Only gradient-enabled, cache-free calls with a mean loss take this path; evaluation and
+        generation keep the plain one, so their varying shapes cause no recompiles. Compilation
+        costs seconds up front and pays off over a run, which is why it is a setting.
+        """
+        self._trunk = torch.compile(self._trunk)
+        self.fast_training = True
+
+    def _trunk(self, idx: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv_cache: KVCache | None) -> torch.Tensor:
+        """Embedding and blocks: the normalised final hidden state."""
+        x = norm(self.transformer.wte(idx))
+        for block in self.transformer.h:
+            x = block(x, (cos, sin), kv_cache)
+        return norm(x)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None,
                 loss_reduction: str = "mean") -> torch.Tensor:
         B, T = idx.shape
         t0 = 0 if kv_cache is None else kv_cache.get_pos()
         if t0 + T > self.rotary_len:
             raise ValueError(f"sequence position {t0 + T} exceeds the rotary table ({self.rotary_len})")
-        cos_sin = self.cos[:, t0:t0 + T], self.sin[:, t0:t0 + T]
-        x = norm(self.transformer.wte(idx))
-        for block in self.transformer.h:
-            x = block(x, cos_sin, kv_cache)
-        logits = self.lm_head(norm(x)).float()
+        cos, sin = self.cos[:, t0:t0 + T], self.sin[:, t0:t0 + T]
+        fast = self.fast_training and targets is not None and kv_cache is None and loss_reduction == "mean" \
+            and torch.is_grad_enabled()
+        if fast:
+            h = self._trunk(idx, cos, sin, None)
+            return linear_softcap_cross_entropy(h.view(B * T, -1), self.lm_head.weight, targets.reshape(-1), SOFTCAP,
+                                                compiled=True)
+        h = GPT._trunk(self, idx, cos, sin, kv_cache)  # the class's plain trunk, even when compiled
+        logits = self.lm_head(h).float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:
             return logits

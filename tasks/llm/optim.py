@@ -37,19 +37,25 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """Matrices of one shape are orthogonalised together, as one batched Newton-Schulz."""
         for group in self.param_groups:
+            by_shape: dict[torch.Size, list[nn.Parameter]] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(g)
-                buf = state["momentum_buffer"]
-                buf.lerp_(g, 1 - group["momentum"])
-                g = g.lerp(buf, group["momentum"]) if group["nesterov"] else buf
-                update = zeropower_via_newtonschulz5(g, group["ns_steps"])
-                p.add_(update, alpha=-group["lr"] * max(1.0, p.size(-2) / p.size(-1)) ** 0.5)
+                if p.grad is not None:
+                    by_shape.setdefault(p.shape, []).append(p)
+            for shape, params in by_shape.items():
+                updates = []
+                for p in params:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p.grad)
+                    buf = state["momentum_buffer"]
+                    buf.lerp_(p.grad, 1 - group["momentum"])
+                    updates.append(p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
+                orthogonal = zeropower_via_newtonschulz5(torch.stack(updates), group["ns_steps"])
+                scale = -group["lr"] * max(1.0, shape[-2] / shape[-1]) ** 0.5
+                for p, update in zip(params, orthogonal.unbind(0)):
+                    p.add_(update, alpha=scale)
 
 
 def build_optimizers(model: nn.Module, cfg: OptimConfig) -> list[torch.optim.Optimizer]:

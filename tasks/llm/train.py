@@ -124,6 +124,8 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     vocab = getattr(source, "vocab_size", None)
     model, init_meta = build_model(cfg, vocab, ctx.init_checkpoint)
     model.train()
+    if cfg.compile:
+        model.compile_for_training()
     optimizers = build_optimizers(model, cfg.optim)
     outer = DilocoOuter(list(model.parameters()), cfg.diloco) if cfg.mode == "diloco" else None
     comm = CommStats()
@@ -159,7 +161,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     logger = _MlflowLogger(ctx) if lead else None
     progress = Progress(steps, f"{ctx.stage}/{cfg.mode}", unit="tok") if lead else None
     eval_due, ckpt_due = _Due(cfg.eval_every, step), _Due(cfg.checkpoint_every, step)
-    train_seconds, tokens_done = 0.0, 0
+    train_seconds, throughput = 0.0, _Throughput()
     last_mult = None
 
     while step < steps:
@@ -188,14 +190,15 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         synced = outer is None or step % cfg.diloco.inner_steps == 0 or last
         if outer is not None and synced:
             outer.sync(comm)
-        train_seconds += time.perf_counter() - t0
-        tokens_done += step_tokens
+        step_seconds = time.perf_counter() - t0
+        train_seconds += step_seconds
+        throughput.add(step_seconds, step_tokens * world)
         history.append(loss_sum / accum)
         if not lead:
             if synced and ckpt_due(step, last):
                 _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, {})
             continue
-        rate = tokens_done * world / train_seconds
+        rate = throughput.rate()
         progress.update(step, step_tokens * world, loss=history[-1])
         metrics = {}
         if step % cfg.log_every == 0 or last:
@@ -220,7 +223,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     model_dir = Path(ctx.out_dir) / "model"  # the final weights, what the next stage starts from
     shutil.rmtree(model_dir, ignore_errors=True)
     save_checkpoint(model_dir, model, {}, read_meta(latest_checkpoint(ckpt_root)))
-    rate = tokens_done * world / train_seconds if train_seconds else 0.0
+    rate = throughput.rate()
     return {
         "stage": ctx.stage, "mode": cfg.mode, "workers": world, "steps": steps, "grad_accum": accum,
         "tokens": steps * accum * world * _batch_tokens(source, cfg),
@@ -249,6 +252,25 @@ def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, p
             shutil.rmtree(final)
         tmp.rename(final)
         mark_latest(root, final)
+
+
+class _Throughput:
+    """Tokens/s of this process after its first step, which pays for compilation and warm-up."""
+
+    def __init__(self):
+        self.first: tuple[float, int] | None = None
+        self.seconds, self.tokens = 0.0, 0
+
+    def add(self, seconds: float, tokens: int) -> None:
+        if self.first is None:
+            self.first = (seconds, tokens)
+        else:
+            self.seconds, self.tokens = self.seconds + seconds, self.tokens + tokens
+
+    def rate(self) -> float:
+        if self.seconds > 0:
+            return self.tokens / self.seconds
+        return self.first[1] / self.first[0] if self.first and self.first[0] > 0 else 0.0
 
 
 class _MlflowLogger:
