@@ -140,20 +140,27 @@ def chat(
 
 
 def bench_pretrain(
-    depth: int = typer.Option(4, help="Depth of the single-process throughput model."),
-    seq_len: int = typer.Option(512, help="Sequence length of the throughput model."),
-    vocab: int = typer.Option(8192, help="Vocabulary of the throughput model (random tokens)."),
+    depths: str = typer.Option("4,8,12", help="Depths of the single-process throughput models (comma-separated)."),
+    seq_len: int = typer.Option(512, help="Sequence length of the throughput models."),
+    vocab: int = typer.Option(8192, help="Vocabulary of the throughput models (random tokens)."),
+    accum: int = typer.Option(8, help="Micro-batches of 8 sequences per optimizer step in the throughput runs."),
     compare_steps: int = typer.Option(200, help="Optimizer steps of each DDP / DiLoCo run (same tokens, same seed)."),
     inner_steps: int = typer.Option(50, help="DiLoCo H."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """Tokens/s and MFU (vs bf16 and fp32 matmul peaks measured here) of single-process training, then
-    DDP vs DiLoCo on 2 Ray workers: final val bpb, bytes per worker and their ratio, wall seconds."""
-    import torch
-
+    """Tokens/s and MFU (vs bf16 and fp32 matmul peaks measured here) of compiled single-process training
+    per depth, the eager trainer at the first depth as baseline, then DDP vs DiLoCo on 2 Ray workers:
+    final val bpb, bytes per worker and their ratio, wall seconds."""
     from tasks.llm.bench import compare_ddp_diloco, single_throughput
 
-    out = {"single": single_throughput(depth, seq_len, vocab)}
+    try:
+        depth_list = [int(d) for d in comma_list(depths)]
+    except ValueError:
+        raise typer.BadParameter(f"--depths takes comma-separated integers, got {depths!r}") from None
+    compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True) for d in depth_list]
+    eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False)
+    out = {"single": compiled, "single_eager": eager,
+           "compile_speedup": round(compiled[0]["tokens_per_s"] / eager["tokens_per_s"], 2)}
     out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps))
     print(json.dumps(out))
 

@@ -23,7 +23,7 @@ from tasks.llm.train import run_training
 EXPERIMENT = "llm-bench"
 
 
-def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8, accum: int = 4, steps: int = 6,
+def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8, accum: int = 8, steps: int = 4,
                       compile: bool = True) -> dict:
     """The trainer's tokens/s (after its warm-up step) and MFU for one process on random tokens.
 
