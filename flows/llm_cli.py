@@ -146,6 +146,7 @@ def bench_pretrain(
     accum: int = typer.Option(8, help="Micro-batches of 8 sequences per optimizer step in the throughput runs."),
     compare_steps: int = typer.Option(200, help="Optimizer steps of each DDP / DiLoCo run (same tokens, same seed)."),
     inner_steps: int = typer.Option(50, help="DiLoCo H."),
+    seeds: str = typer.Option("0,1,2", help="Seeds of the DDP / DiLoCo comparison (bpb figures are their mean)."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Tokens/s and MFU (vs bf16 and fp32 matmul peaks measured here) of compiled single-process training
@@ -153,16 +154,23 @@ def bench_pretrain(
     final val bpb, bytes per worker and their ratio, wall seconds."""
     from tasks.llm.bench import compare_ddp_diloco, single_throughput
 
-    try:
-        depth_list = [int(d) for d in comma_list(depths)]
-    except ValueError:
-        raise typer.BadParameter(f"--depths takes comma-separated integers, got {depths!r}") from None
+    depth_list, seed_list = _int_list(depths, "--depths"), _int_list(seeds, "--seeds")
     compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True) for d in depth_list]
     eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False)
     out = {"single": compiled, "single_eager": eager,
            "compile_speedup": round(compiled[0]["tokens_per_s"] / eager["tokens_per_s"], 2)}
-    out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps))
+    out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps, seeds=tuple(seed_list)))
     print(json.dumps(out))
+
+
+def _int_list(value: str, option: str) -> list[int]:
+    try:
+        numbers = [int(item) for item in comma_list(value)]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        raise typer.BadParameter(f"{option} takes comma-separated integers, got {value!r}")
+    return numbers
 
 
 def demo(data_dir: str | None) -> str:

@@ -2,7 +2,7 @@
 
 Throughput runs the real trainer on random tokens (speed does not depend on the text) and divides
 by matmul peaks measured in the same process. The DDP / DiLoCo comparison trains the same model,
-from the same seed, on the same number of tinyshakespeare tokens (bytes as tokens, so val loss is
+from the same seeds, on the same number of tinyshakespeare tokens (bytes as tokens, so val loss is
 directly bits per byte) on 2 Ray workers.
 """
 
@@ -60,25 +60,36 @@ def shakespeare_bytes(data_dir: str | None, batch_size: int, seq_len: int) -> To
                              byte_lengths=np.ones(256, dtype=np.int64))
 
 
-def compare_ddp_diloco(data_dir: str | None, steps: int, inner_steps: int, workers: int = 2) -> dict:
+def compare_ddp_diloco(data_dir: str | None, steps: int, inner_steps: int, workers: int = 2,
+                       seeds: tuple[int, ...] = (0, 1, 2)) -> dict:
+    """DDP vs DiLoCo per seed (the same seed and tokens for every variant); bpb figures are seed means.
+
+    At this size one seed's gap moves by a few points with any change in rounding, hence several.
+    """
     source = shakespeare_bytes(data_dir, batch_size=8, seq_len=128)
     common = dict(depth=2, sequence_len=128, device_batch_size=8, steps=steps, workers=workers, threads_per_worker=1,
-                  eval_every=0, eval_tokens=32768, checkpoint_every=0, seed=0, experiment=EXPERIMENT)
+                  eval_every=0, eval_tokens=32768, checkpoint_every=0, experiment=EXPERIMENT)
     # "diloco" uses the default outer optimizer (Nesterov, lr 0.7, momentum 0.9); "diloco_avg" plain
     # averaging of the workers (outer lr 1, no momentum), which tracks DDP more closely at this tiny scale.
     variants = {"ddp": ("ddp", {}), "diloco": ("diloco", {}), "diloco_avg": ("diloco", {"outer_lr": 1.0, "outer_momentum": 0.0})}
-    runs = {}
+    runs = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (mode, outer) in variants.items():
-            cfg = PretrainConfig(mode=mode, run_name=f"bench-{name}", diloco={"inner_steps": inner_steps, **outer}, **common)
-            runs[name] = run_training(cfg, source, out_dir=Path(tmp) / name, stage="bench")
-    ddp, dil = runs["ddp"], runs["diloco"]
-    out = {"workers": workers, "steps": steps, "inner_steps": inner_steps, "tokens": ddp["tokens"]}
-    for mode, s in runs.items():
-        out[mode] = {"val_bpb": round(s["val_bpb"], 4), "bytes_per_worker": s["comm_bytes_per_worker"],
-                     "sync_rounds": s["sync_rounds"], "comm_seconds": round(s["comm_seconds"], 2),
-                     "wall_s": round(s["wall_seconds"], 1), "tokens_per_s": round(s["tokens_per_s"], 1)}
-    out["bytes_ratio_ddp_over_diloco"] = round(ddp["comm_bytes_per_worker"] / max(dil["comm_bytes_per_worker"], 1), 2)
+        for seed in seeds:
+            for name, (mode, outer) in variants.items():
+                cfg = PretrainConfig(mode=mode, run_name=f"bench-{name}-seed{seed}", seed=seed,
+                                     diloco={"inner_steps": inner_steps, **outer}, **common)
+                runs[name].append(run_training(cfg, source, out_dir=Path(tmp) / f"{name}{seed}", stage="bench"))
+    out = {"workers": workers, "steps": steps, "inner_steps": inner_steps, "seeds": list(seeds),
+           "tokens": runs["ddp"][0]["tokens"]}
+    for name, per_seed in runs.items():
+        bpb = [s["val_bpb"] for s in per_seed]
+        out[name] = {"val_bpb": round(float(np.mean(bpb)), 4), "val_bpb_per_seed": [round(b, 4) for b in bpb],
+                     "bytes_per_worker": per_seed[0]["comm_bytes_per_worker"], "sync_rounds": per_seed[0]["sync_rounds"],
+                     "comm_seconds": round(float(np.mean([s["comm_seconds"] for s in per_seed])), 2),
+                     "wall_s": round(float(np.mean([s["wall_seconds"] for s in per_seed])), 1),
+                     "tokens_per_s": round(float(np.mean([s["tokens_per_s"] for s in per_seed])), 1)}
+    ddp, dil = out["ddp"], out["diloco"]
+    out["bytes_ratio_ddp_over_diloco"] = round(ddp["bytes_per_worker"] / max(dil["bytes_per_worker"], 1), 2)
     out["bpb_gap_diloco_vs_ddp"] = round(dil["val_bpb"] / ddp["val_bpb"] - 1, 4)
-    out["bpb_gap_diloco_avg_vs_ddp"] = round(runs["diloco_avg"]["val_bpb"] / ddp["val_bpb"] - 1, 4)
+    out["bpb_gap_diloco_avg_vs_ddp"] = round(out["diloco_avg"]["val_bpb"] / ddp["val_bpb"] - 1, 4)
     return out
