@@ -133,6 +133,13 @@ def test_compiled_training_follows_the_plain_run(shared_data, tmp_path, mlflow_s
     load_model(fast["model_dir"])  # strict load: a compiled run's checkpoint keeps the plain module's names
 
 
+def test_compile_without_a_cpp_compiler_is_a_clear_error(shared_data, tmp_path, mlflow_store, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no g++ / clang++ on it
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        run_training(tiny_cfg(compile=True, steps=2), byte_source(shared_data), out_dir=tmp_path / "run")
+
+
 def test_checkpoint_and_init_from_it(shared_data, tmp_path, mlflow_store):
     first = run_training(tiny_cfg(steps=5), byte_source(shared_data), out_dir=tmp_path / "a", stage="pretrain")
     model, meta = load_model(first["model_dir"])

@@ -92,6 +92,13 @@ def build_model(cfg: PretrainConfig, vocab_size: int, init_checkpoint: str | Non
     return GPT(GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, cfg.n_kv_head)), {}
 
 
+def _require_cpp_compiler() -> None:
+    """torch.compile on a CPU builds C++ kernels: without a compiler it fails deep inside the first step."""
+    if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c):
+        raise RuntimeError("compile: true needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile on CPU; "
+                           "install one or set compile: false (--set compile=false)")
+
+
 class _Due:
     """Fires at the first allowed step at or after every multiple of `every` (and at the end)."""
 
@@ -125,6 +132,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     model, init_meta = build_model(cfg, vocab, ctx.init_checkpoint)
     model.train()
     if cfg.compile:
+        _require_cpp_compiler()
         model.compile_for_training()
     optimizers = build_optimizers(model, cfg.optim)
     outer = DilocoOuter(list(model.parameters()), cfg.diloco) if cfg.mode == "diloco" else None
