@@ -30,6 +30,14 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def check_known_models(models: list[str], choices: Iterable[str]) -> list[str]:
+    """`models` unchanged if every one is among `choices`; for a section's `models` validator."""
+    unknown = [m for m in models if m not in choices]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {list(choices)}")
+    return models
+
+
 def params_path() -> Path:
     return project_root() / "params.yaml"
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from tasks.common.config import StrictModel
+from tasks.common.config import StrictModel, check_known_models
 from tasks.forecast.models.registry import MODELS
 
 Rate = Literal["5min", "15min", "1h"]
@@ -82,7 +82,4 @@ class ForecastConfig(StrictModel):
     @field_validator("models")
     @classmethod
     def known_models(cls, models: list[str]) -> list[str]:
-        unknown = [m for m in models if m not in MODELS]
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; choose from {list(MODELS)}")
-        return models
+        return check_known_models(models, MODELS)

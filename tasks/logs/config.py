@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from tasks.common.config import StrictModel
+from tasks.common.config import StrictModel, check_known_models
 
 MODELS = ["pull", "loglab", "deeplog", "pca", "iforest", "invariants", "logcluster", "supervised"]
 FORMATS = ["bgl", "thunderbird", "hdfs", "spirit", "generic"]
@@ -77,10 +77,7 @@ class LogsConfig(StrictModel):
     @field_validator("models")
     @classmethod
     def known_models(cls, models: list[str]) -> list[str]:
-        unknown = [m for m in models if m not in MODELS]
-        if unknown:
-            raise ValueError(f"unknown models {unknown}; choose from {MODELS}")
-        return models
+        return check_known_models(models, MODELS)
 
     @field_validator("window_sizes")
     @classmethod
