@@ -24,7 +24,8 @@ test: $(STAMP)  ## the test suite without the long checks
 test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
-repro: $(STAMP)  ## reproduce every DVC stage from params.yaml
+repro: $(STAMP)  ## import the inputs into data/ (DVC) if absent, then reproduce every stage from params.yaml
+	test -d data/load || $(BIN)/seedflow data import
 	$(BIN)/dvc repro
 
 prefect-server: $(STAMP)  ## Prefect UI and API on http://127.0.0.1:4200

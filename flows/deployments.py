@@ -12,10 +12,10 @@ from prefect import serve
 def all_flows():
     from flows.forecast import forecast_flow
     from flows.llm import llm_pretrain, llm_tokenize
-    from flows.llm_stages import llm_midtrain, llm_sft, llm_study
+    from flows.llm_stages import llm_eval, llm_midtrain, llm_sft, llm_study
     from flows.logs import logs_flow
 
-    return [forecast_flow, llm_tokenize, llm_pretrain, logs_flow, llm_midtrain, llm_sft, llm_study]
+    return [forecast_flow, llm_tokenize, llm_pretrain, logs_flow, llm_midtrain, llm_sft, llm_eval, llm_study]
 
 
 def serve_all() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect_ray.context import remote_options
 
+from flows.retry import RETRY_TRANSIENT
 from tasks.common.config import load_config
 from tasks.common.paths import project_root
 from tasks.common.ray_runtime import task_runner
@@ -15,11 +17,11 @@ from tasks.forecast.models import FitContext
 from tasks.forecast.models.registry import DEEP_MODELS
 from tasks.forecast.protocol import MinMaxScaler
 from tasks.forecast.report import log_to_mlflow, write_outputs
-from tasks.forecast.study import ComboResult, SeriesSpec, prepare, resolve_series, run_combo
+from tasks.forecast.study import ComboResult, SeriesSpec, check_inputs, prepare, run_combo
 from tasks.forecast.tuning import tune_deep
 
 
-@task(name="fit-and-forecast", retries=0)
+@task(name="fit-and-forecast", **RETRY_TRANSIENT)
 def fit_combo(spec: SeriesSpec, model: str, cfg: ForecastConfig, tuned: dict[str, Any] | None = None) -> ComboResult:
     import torch
 
@@ -27,14 +29,25 @@ def fit_combo(spec: SeriesSpec, model: str, cfg: ForecastConfig, tuned: dict[str
     return run_combo(spec, model, cfg, tuned)
 
 
-@task(name="tune-deep-model")
+@task(name="tune-deep-model", **RETRY_TRANSIENT)
 def tune_combo(spec: SeriesSpec, model: str, cfg: ForecastConfig) -> dict[str, Any]:
-    series, split, horizon, season = prepare(spec, cfg)
-    train = series.to_numpy(dtype=float)[: split.n_train]
-    ctx = FitContext(split=split, season=season, horizon=horizon, seed=cfg.seed)
+    prep = prepare(spec, cfg)
+    train = prep.series.to_numpy(dtype=float)[: prep.split.n_train]
+    ctx = FitContext(split=prep.split, season=prep.season, horizon=prep.horizon, seed=cfg.seed)
     scaled = MinMaxScaler.fit(train).transform(train)
     fixed = {"samples_per_epoch": cfg.deep.samples_per_epoch}
     return tune_deep(model, scaled, ctx, cfg.tune, name=f"{spec.dataset}_{spec.rate}_{model}", fixed=fixed)
+
+
+def log_inputs(logger: logging.Logger | logging.LoggerAdapter, specs: list[SeriesSpec]) -> None:
+    """Say where the series come from and what loading changed, so no gap is handled silently."""
+    generated = [spec for spec in specs if spec.generated]
+    if generated:
+        logger.warning("no datasets folder found (--data-dir, SEEDFLOW_DATA, ../shared/datasets): "
+                       "using generated series under %s", generated[0].path.parent)
+    for spec in specs:
+        log = logger.warning if spec.report.dropped or spec.report.interpolated else logger.info
+        log("series %s_%s (%s): %s", spec.dataset, spec.rate, spec.path, spec.report.summary())
 
 
 @flow(name="forecast", task_runner=task_runner(), log_prints=True)
@@ -42,7 +55,8 @@ def forecast_flow(overrides: dict[str, Any] | None = None, data_dir: str | None 
     """Run the load-prediction study; `overrides` are dotted params.yaml keys (e.g. {"rates": ["1h"]})."""
     logger = get_run_logger()
     cfg = load_config(ForecastConfig, "forecast", overrides)
-    specs = resolve_series(cfg, data_dir)
+    specs = check_inputs(cfg, data_dir)  # the same refusals as the CLI's, before anything is trained
+    log_inputs(logger, specs)
     classical = [m for m in cfg.models if m not in DEEP_MODELS]
     deep = [m for m in cfg.models if m in DEEP_MODELS]
     logger.info("forecast: %d series x %d models", len(specs), len(cfg.models))

@@ -7,6 +7,7 @@ import time
 
 import typer
 
+from flows.runner import run_flow
 from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION, cli_overrides, comma_list
 
 
@@ -15,12 +16,12 @@ def _overrides(assignments: list[str] | None, datasets: str | None, rates: str |
 
 
 def run_forecast(overrides: dict, data_dir: str | None) -> dict:
-    from tasks.common.prefect_api import prefect_api
+    from tasks.common.config import load_config
+    from tasks.forecast.config import ForecastConfig
+    from tasks.forecast.study import check_inputs
 
-    with prefect_api():
-        from flows.forecast import forecast_flow
-
-        return forecast_flow(overrides=overrides, data_dir=data_dir)
+    check_inputs(load_config(ForecastConfig, "forecast", overrides), data_dir)
+    return run_flow("flows.forecast:forecast_flow", overrides=overrides, data_dir=data_dir)
 
 
 def forecast(

@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_ray.context import remote_options
 
+from flows.retry import RETRY_TRANSIENT
 from tasks.common.ray_runtime import task_runner
 
 
@@ -31,11 +32,12 @@ def train_stage(cfg: Any, source: Any, init_checkpoint: str | None = None, stage
 def llm_pretrain(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pretrain the GPT on token shards; `overrides` are dotted keys of params.yaml `llm.pretrain`."""
     from tasks.common.paths import project_root
-    from tasks.llm.config import PretrainConfig, load_stage
+    from tasks.common.config import load_config
+    from tasks.llm.config import PretrainConfig
     from tasks.llm.data import TokenStreamSource
 
     logger = get_run_logger()
-    cfg = load_stage(PretrainConfig, "pretrain", overrides)
+    cfg = load_config(PretrainConfig, "llm.pretrain", overrides)
     source = TokenStreamSource(cfg.device_batch_size, cfg.sequence_len, tokens_dir=str(project_root() / cfg.tokens_dir))
     logger.info("llm_pretrain: mode=%s workers=%d depth=%d", cfg.mode, cfg.world_size, cfg.depth)
     with remote_options(num_cpus=0):
@@ -44,7 +46,7 @@ def llm_pretrain(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return summary
 
 
-@task(name="llm-tokenize")
+@task(name="llm-tokenize", **RETRY_TRANSIENT)
 def tokenize_task(cfg_dict: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     """Train the tokenizer and write the token shards (pure code in tasks/llm/tokenize.py)."""
     from tasks.llm.config import TokenizerConfig
@@ -56,11 +58,12 @@ def tokenize_task(cfg_dict: dict[str, Any], data_dir: str | None) -> dict[str, A
 @flow(name="llm_tokenize", task_runner=task_runner(), log_prints=True)
 def llm_tokenize(overrides: dict[str, Any] | None = None, data_dir: str | None = None) -> dict[str, Any]:
     """Tokenizer + token shards; `overrides` are dotted keys of params.yaml `llm.tokenizer`."""
-    from tasks.llm.config import TokenizerConfig, load_stage
+    from tasks.common.config import load_config
+    from tasks.llm.config import TokenizerConfig
     from tasks.llm.tokenize import log_to_mlflow
 
     logger = get_run_logger()
-    cfg = load_stage(TokenizerConfig, "tokenizer", overrides)
+    cfg = load_config(TokenizerConfig, "llm.tokenizer", overrides)
     with remote_options(num_cpus=1):
         result = tokenize_task.submit(cfg.model_dump(mode="json"), data_dir).result()
     result["mlflow_run_id"] = log_to_mlflow(result, cfg)

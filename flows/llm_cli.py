@@ -10,7 +10,11 @@ import json
 
 import typer
 
+from flows.runner import run_flow
 from tasks.common.cli_options import DATA_DIR_OPTION, SET_OPTION, cli_overrides, comma_list
+
+OVERWRITE_OPTION = typer.Option(None, "--overwrite/--no-overwrite",
+                                help="Replace an earlier run in out_dir (without it such a run is refused).")
 
 app = typer.Typer(help="LLM pipeline: tokenize -> pretrain -> midtrain -> sft -> eval (nanochat-style).",
                   no_args_is_help=True)
@@ -21,27 +25,28 @@ def pretrain(
     mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.pretrain.mode)."),
     workers: int = typer.Option(None, help="Ray workers for ddp / diloco."),
     steps: int = typer.Option(None, help="Optimizer steps."),
-    resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the last checkpoint in out_dir."),
+    resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the newest intact checkpoint in out_dir."),
+    overwrite: bool = OVERWRITE_OPTION,
     set_: list[str] = SET_OPTION,
 ) -> None:
     """Pretrain the GPT on the token shards (Prefect flow `llm_pretrain`, Ray workers, MLflow `llm-pretrain`)."""
-    from tasks.common.prefect_api import prefect_api
+    from tasks.common.config import load_config
+    from tasks.llm.config import PretrainConfig
+    from tasks.llm.preflight import check_pretrain
 
-    overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume)
-    with prefect_api():
-        from flows.llm import llm_pretrain
-
-        summary = llm_pretrain(overrides=overrides)
+    overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume, overwrite=overwrite)
+    check_pretrain(load_config(PretrainConfig, "llm.pretrain", overrides), log=typer.echo)
+    summary = run_flow("flows.llm:llm_pretrain", overrides=overrides)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
 def run_tokenize_flow(overrides: dict, data_dir: str | None) -> dict:
-    from tasks.common.prefect_api import prefect_api
+    from tasks.common.config import load_config
+    from tasks.llm.config import TokenizerConfig
+    from tasks.llm.preflight import check_tokenize
 
-    with prefect_api():
-        from flows.llm import llm_tokenize
-
-        return llm_tokenize(overrides=overrides, data_dir=data_dir)
+    check_tokenize(load_config(TokenizerConfig, "llm.tokenizer", overrides), data_dir)
+    return run_flow("flows.llm:llm_tokenize", overrides=overrides, data_dir=data_dir)
 
 
 @app.command()
@@ -69,7 +74,7 @@ def show_tasks(
     """Show a task's conversations as the model sees them; [bracketed] tokens are not trained on."""
     from tasks.common.paths import project_root
     from tasks.llm.chat import render_conversation, visualize
-    from tasks.llm.tasks import TASKS, build_task
+    from tasks.llm.datasets import TASKS, build_task
     from tasks.llm.tokenizer import Tokenizer
 
     if name is None:
@@ -93,11 +98,13 @@ def eval_(
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Evaluate a checkpoint: val bits per byte, multiple choice by letter logits, generative tasks (MLflow `llm-eval`)."""
-    from tasks.llm.config import EvalConfig, load_stage
-    from tasks.llm.eval_stage import run_eval
+    from tasks.common.config import load_config
+    from tasks.llm.config import EvalConfig
+    from tasks.llm.preflight import check_eval
 
-    cfg = load_stage(EvalConfig, "eval", cli_overrides(set_, checkpoint=checkpoint, max_examples=max_examples))
-    result = run_eval(cfg, data_dir=data_dir, show=show)
+    overrides = cli_overrides(set_, checkpoint=checkpoint, max_examples=max_examples)
+    check_eval(load_config(EvalConfig, "llm.eval", overrides))
+    result = run_flow("flows.llm_stages:llm_eval", overrides=overrides, data_dir=data_dir, show=show)
     typer.echo(open(result["report"]).read())
     typer.echo(json.dumps({"bpb": result["bpb"], **{k: v["accuracy"] for k, v in result["tasks"].items()},
                            "mlflow_run_id": result["mlflow_run_id"]}))
@@ -113,7 +120,9 @@ def chat(
 ) -> None:
     """Talk to a trained checkpoint in the terminal (calculator tool on; 'clear' resets, 'quit' or Ctrl-D ends)."""
     from tasks.llm.chat_session import ChatSession
+    from tasks.llm.preflight import check_checkpoint
 
+    check_checkpoint(checkpoint, "--checkpoint")
     session = ChatSession.from_checkpoint(checkpoint, temperature=temperature, top_k=top_k or None,
                                           max_tokens=max_tokens)
     if prompt is not None:
@@ -144,22 +153,25 @@ def bench_pretrain(
     seq_len: int = typer.Option(512, help="Sequence length of the throughput models."),
     vocab: int = typer.Option(8192, help="Vocabulary of the throughput models (random tokens)."),
     accum: int = typer.Option(8, help="Micro-batches of 8 sequences per optimizer step in the throughput runs."),
-    compare_steps: int = typer.Option(200, help="Optimizer steps of each DDP / DiLoCo run (same tokens, same seed)."),
+    compare_steps: int = typer.Option(200, help="Optimizer steps of each DDP / DiLoCo run (same tokens, same seed); 0 skips it."),
     inner_steps: int = typer.Option(50, help="DiLoCo H."),
     seeds: str = typer.Option("0,1,2", help="Seeds of the DDP / DiLoCo comparison (bpb figures are their mean)."),
+    precision: str = typer.Option("auto", help="auto | bf16 | fp32 for the throughput runs (auto: bf16 only where fast)."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """Tokens/s and MFU (vs bf16 and fp32 matmul peaks measured here) of compiled single-process training
-    per depth, the eager trainer at the first depth as baseline, then DDP vs DiLoCo on 2 Ray workers:
-    final val bpb, bytes per worker and their ratio, wall seconds."""
+    """Tokens/s and MFU (vs the matmul peak of the dtype in use, measured here) of compiled single-process
+    training per depth, the eager trainer at the first depth as baseline, then DDP vs DiLoCo on 2 Ray
+    workers: final val bpb, bytes per worker and their ratio, wall seconds. Names the CPU and precision."""
+    from tasks.common.precision import hardware_tags
     from tasks.llm.bench import compare_ddp_diloco, single_throughput
 
     depth_list, seed_list = _int_list(depths, "--depths"), _int_list(seeds, "--seeds")
-    compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True) for d in depth_list]
-    eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False)
-    out = {"single": compiled, "single_eager": eager,
+    compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True, precision=precision) for d in depth_list]
+    eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False, precision=precision)
+    out = {"hardware": hardware_tags(), "precision": compiled[0]["precision"], "single": compiled, "single_eager": eager,
            "compile_speedup": round(compiled[0]["tokens_per_s"] / eager["tokens_per_s"], 2)}
-    out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps, seeds=tuple(seed_list)))
+    if compare_steps:
+        out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps, seeds=tuple(seed_list)))
     print(json.dumps(out))
 
 
@@ -179,25 +191,23 @@ def demo(data_dir: str | None) -> str:
 
     settings = read_params().get("demo", {}).get("llm", {})
     run_tokenize_flow(settings.get("tokenizer", {}), data_dir)
-    from flows.llm import llm_pretrain
-
     lines = []
-    for mode in ("ddp", "diloco"):
+    for mode in ("ddp", "diloco"):  # the demo replaces its own earlier results
         overrides = {**settings.get("pretrain", {}), "mode": mode, "out_dir": f"results/demo/llm/pretrain_{mode}",
-                     "run_name": f"demo-{mode}"}
-        s = llm_pretrain(overrides=overrides)
+                     "run_name": f"demo-{mode}", "overwrite": True}
+        s = run_flow("flows.llm:llm_pretrain", overrides=overrides)
         lines.append(f"{mode}: val bpb {s['val_bpb']:.3f}, {s['comm_bytes_per_worker'] / 1e6:.1f} MB/worker, "
                      f"{s['wall_seconds']:.0f}s")
     return f"llm pretrain ({'; '.join(lines)}) in MLflow experiment 'llm-pretrain', results/demo/llm/"
 
 
 def _run_chat_stage(stage: str, overrides: dict, data_dir: str | None) -> dict:
-    from tasks.common.prefect_api import prefect_api
+    from tasks.common.config import load_config
+    from tasks.llm.config import CHAT_STAGES
+    from tasks.llm.preflight import check_chat_stage
 
-    with prefect_api():
-        from flows.llm_stages import llm_midtrain, llm_sft
-
-        return (llm_midtrain if stage == "midtrain" else llm_sft)(overrides=overrides, data_dir=data_dir)
+    check_chat_stage(stage, load_config(CHAT_STAGES[stage], f"llm.{stage}", overrides), log=typer.echo)
+    return run_flow(f"flows.llm_stages:llm_{stage}", overrides=overrides, data_dir=data_dir)
 
 
 def _stage_summary(summary: dict) -> str:
@@ -211,11 +221,13 @@ def midtrain(
     mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.midtrain.mode)."),
     steps: int = typer.Option(None, help="Optimizer steps."),
     init_from: str = typer.Option(None, help="Checkpoint or run folder to start from (default: the pretrain run)."),
+    overwrite: bool = OVERWRITE_OPTION,
     set_: list[str] = SET_OPTION,
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Midtrain on the chat-format task mixture (Prefect flow `llm_midtrain`, Ray workers)."""
-    summary = _run_chat_stage("midtrain", cli_overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    overrides = cli_overrides(set_, mode=mode, steps=steps, init_from=init_from, overwrite=overwrite)
+    summary = _run_chat_stage("midtrain", overrides, data_dir)
     typer.echo(_stage_summary(summary))
 
 
@@ -224,27 +236,29 @@ def sft(
     mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.sft.mode)."),
     steps: int = typer.Option(None, help="Optimizer steps."),
     init_from: str = typer.Option(None, help="Checkpoint or run folder to start from (default: the midtrain run)."),
+    overwrite: bool = OVERWRITE_OPTION,
     set_: list[str] = SET_OPTION,
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Supervised fine-tuning on padded conversation batches with the loss mask (Prefect flow `llm_sft`)."""
-    summary = _run_chat_stage("sft", cli_overrides(set_, mode=mode, steps=steps, init_from=init_from), data_dir)
+    overrides = cli_overrides(set_, mode=mode, steps=steps, init_from=init_from, overwrite=overwrite)
+    summary = _run_chat_stage("sft", overrides, data_dir)
     typer.echo(_stage_summary(summary))
 
 
 def run_study_flow(overrides: dict, data_dir: str | None) -> dict:
-    from tasks.common.prefect_api import prefect_api
+    from tasks.common.config import load_config
+    from tasks.llm.config import StudyConfig
+    from tasks.llm.preflight import check_study
 
-    with prefect_api():
-        from flows.llm_stages import llm_study
-
-        return llm_study(overrides=overrides, data_dir=data_dir)
+    check_study(load_config(StudyConfig, "llm.study", overrides))
+    return run_flow("flows.llm_stages:llm_study", overrides=overrides, data_dir=data_dir)
 
 
 @app.command()
-def study(set_: list[str] = SET_OPTION, data_dir: str = DATA_DIR_OPTION) -> None:
+def study(overwrite: bool = OVERWRITE_OPTION, set_: list[str] = SET_OPTION, data_dir: str = DATA_DIR_OPTION) -> None:
     """DDP vs DiLoCo through pretrain -> midtrain -> sft, evaluated per stage (Prefect flow `llm_study`)."""
-    result = run_study_flow(cli_overrides(set_), data_dir)
+    result = run_study_flow(cli_overrides(set_, overwrite=overwrite), data_dir)
     typer.echo(open(result["report"]).read())
     typer.echo(json.dumps(result["numbers"]))
 
@@ -259,9 +273,7 @@ def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
     llm = read_params().get("llm", {})
     settings = llm.get("bench_study", {})
     tokens_dir = settings.get("tokenizer", {}).get("out_dir", "results/bench/llm_study/tokens")
-    study_overrides = dict(settings.get("study", {}))
-    for stage in ("pretrain", "eval"):  # merged into the study's own stage overrides, which a plain key would replace
-        study_overrides[stage] = {**llm["study"].get(stage, {}), **study_overrides.get(stage, {}), "tokens_dir": tokens_dir}
+    study_overrides = {**settings.get("study", {}), "pretrain.tokens_dir": tokens_dir, "eval.tokens_dir": tokens_dir}
     start = time.perf_counter()
     with prefect_api():  # one server for both flows: Prefect's client keeps the first URL it saw
         run_tokenize_flow(settings.get("tokenizer", {}), data_dir)

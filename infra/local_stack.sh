@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start (or stop) the long-lived local services a researcher uses day to day, all on 127.0.0.1:
-#   Prefect API + UI :4200, MLflow UI :5000, a Ray head node (flows attach via RAY_ADDRESS),
+# Start (or stop) the long-lived local services a researcher uses day to day (servers on 127.0.0.1):
+#   Prefect API + UI :4200, MLflow UI :5000, a Ray head node (token auth on; flows attach only
+#   when RAY_ADDRESS=auto is exported, otherwise each command starts a private Ray runtime),
 #   and `seedflow serve`, which makes every flow runnable from the Prefect UI.
 # Usage: infra/local_stack.sh start|stop     (logs and pids under .cache/stack/)
 set -euo pipefail
@@ -8,7 +9,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/.venv/bin"
 state="$root/.cache/stack"
 mkdir -p "$state"
-export PREFECT_HOME="$root/.prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false RAY_AUTH_MODE=disabled
+export PREFECT_HOME="$root/.prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_API_URL=http://127.0.0.1:4200/api MLFLOW_TRACKING_URI="sqlite:///$root/mlflow.db"
 
 start() {

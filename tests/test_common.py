@@ -60,3 +60,32 @@ def test_local_ray_workers_inherit_the_environment_at_init(monkeypatch):
     assert "runtime_env" not in ray_init_kwargs()
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert ray_init_kwargs()["runtime_env"]["env_vars"]["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/stale.db"
+
+
+def test_only_transient_ray_failures_are_retried():
+    from prefect.states import Failed
+
+    from flows.retry import transient_ray_failure
+    from tasks.common.errors import InputError
+
+    assert transient_ray_failure(None, None, Failed(data=SystemError("error return without exception set")))
+    assert not transient_ray_failure(None, None, Failed(data=InputError("bad key")))
+    assert not transient_ray_failure(None, None, Failed(data=ValueError("a bug")))
+
+
+def test_errors_are_one_line_and_name_the_cause():
+    from tasks.common.errors import InputError, exit_code, one_line
+
+    assert one_line(InputError("params.yaml: bad key\nmore")) == "error: params.yaml: bad key"
+    assert exit_code(InputError("x")) == 2 and exit_code(RuntimeError("x")) == 1
+    assert one_line(RuntimeError("boom")).startswith("error: RuntimeError: boom (run with --debug")
+
+
+def test_dvc_experiment_copies_track_into_the_home_checkout(monkeypatch, tmp_path):
+    from tasks.common.tracking import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("SEEDFLOW_ROOT", str(tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "standalone" / "tmpab12"))
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"
+    monkeypatch.setenv("SEEDFLOW_ROOT", str(tmp_path / "repo"))
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'repo' / 'mlflow.db'}"

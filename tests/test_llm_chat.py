@@ -10,7 +10,7 @@ import torch
 from tasks.llm.chat import ChatFormatError, render_conversation, render_for_completion
 from tasks.llm.chat_data import PackedChatSource, SFTSource, source_from_chat_spec
 from tasks.llm.corpus import generate_corpus
-from tasks.llm.tasks import Addition, Spelling, TaskMixture
+from tasks.llm.datasets import Addition, Spelling, TaskMixture
 from tasks.llm.tokenizer import Tokenizer
 
 TOOL_CHAT = {"messages": [

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tasks.llm.checkpoint import save_checkpoint
+from tasks.llm.checkpoint import CheckpointError, save_checkpoint
 from tasks.llm.config import EvalConfig
 from tasks.llm.eval_stage import evaluate_checkpoint, load_for_inference, write_eval_outputs
 from tasks.llm.model import GPT, GPTConfig
@@ -47,7 +47,7 @@ def test_checkpoint_without_tokenizer_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "model", model, {}, {"tokenizer": str(tmp_path / "missing.json")})
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         load_for_inference(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         load_for_inference(str(tmp_path / "nothing"))
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tasks.llm.shards import write_shards
-from tasks.llm.tasks import build_task
+from tasks.llm.datasets import build_task
 from tasks.llm.tokenizer import Tokenizer
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
 
-from tasks.llm.checkpoint import load_model, resolve_checkpoint, save_checkpoint
+from tasks.common.precision import resolve_precision
+from tasks.llm.checkpoint import CheckpointError, load_model, resolve_checkpoint, save_checkpoint
 from tasks.llm.config import OptimConfig
 from tasks.llm.fused_loss import linear_softcap_cross_entropy
 from tasks.llm.kv_cache import KVCache
@@ -87,6 +86,15 @@ def test_flops_per_token_counts_matrices_not_embedding():
     assert model.num_flops_per_token() == 6 * n + 12 * 2 * 2 * 64 * 64
 
 
+def test_mfu_never_exceeds_one():
+    from tasks.llm.flops import utilisation
+
+    mfu, peak = utilisation(1e9, torch.float32, n=128)
+    assert 0 < mfu < 1 and peak > 1e9
+    with pytest.warns(UserWarning, match="MFU capped at 1"):
+        assert utilisation(1e18, torch.float32, n=128)[0] == 1.0
+
+
 def test_newton_schulz_orthogonalises():
     g = torch.randn(64, 128)
     s = torch.linalg.svdvals(zeropower_via_newtonschulz5(g).float())
@@ -99,6 +107,7 @@ def test_muon_groups_and_schedule():
     adam, muon = build_optimizers(model, OptimConfig())
     assert sum(len(g["params"]) for g in muon.param_groups) == 6 * 2  # q, k, v, proj, fc, mlp proj per layer
     assert {id(p) for g in adam.param_groups for p in g["params"]} == {id(model.transformer.wte.weight), id(model.lm_head.weight)}
+    assert muon.ns_dtype == torch.float32 and build_optimizers(model, OptimConfig(), "bf16")[1].ns_dtype == torch.bfloat16
     cfg = OptimConfig(warmup_frac=0.1, warmdown_frac=0.5, final_lr_frac=0.1)
     mults = [lr_multiplier(s, 100, cfg) for s in range(100)]
     assert mults[0] == pytest.approx(0.1) and mults[10:50] == [1.0] * 40
@@ -156,22 +165,24 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randint(0, 64, (1, 9))
     assert meta["step"] == 7 and meta["model_config"]["n_layer"] == 2
     assert torch.equal(loaded(x), model.eval()(x))
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         resolve_checkpoint(tmp_path / "nothing")
 
 
-def test_loss_drops_on_tinyshakespeare_within_seconds(shared_data):
+def test_loss_drops_on_tinyshakespeare(shared_data):
+    """60 steps of the default optimizers at the precision this machine runs fast (speed: seedflow bench pretrain)."""
     text = (shared_data / "text" / "tinyshakespeare.txt").read_bytes()
     data = torch.from_numpy(np.frombuffer(text, dtype=np.uint8).astype(np.int64))
     torch.manual_seed(0)
     model = GPT(GPTConfig.from_depth(2, 256, 64))
-    opts = build_optimizers(model, OptimConfig())
+    precision = resolve_precision("auto")
+    opts = build_optimizers(model, OptimConfig(), precision)
     gen = torch.Generator().manual_seed(0)
-    start, losses = time.perf_counter(), []
+    losses = []
     for _ in range(60):
         idx = torch.randint(0, len(data) - 65, (16,), generator=gen)
         batch = torch.stack([data[i:i + 65] for i in idx])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             loss = model(batch[:, :-1], batch[:, 1:])
         loss.backward()
         for opt in opts:
@@ -180,4 +191,3 @@ def test_loss_drops_on_tinyshakespeare_within_seconds(shared_data):
         losses.append(loss.item())
     assert losses[0] == pytest.approx(np.log(256), rel=0.05)  # zero-init head: uniform start
     assert np.mean(losses[-10:]) < 3.0  # bytes of English: well below the 5.5 nats of uniform guessing
-    assert time.perf_counter() - start < 60

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.common.config import ConfigError
-from tasks.llm.checkpoint import latest_checkpoint, load_model
-from tasks.llm.config import PretrainConfig, load_stage
+from tasks.common.config import ConfigError, load_config
+from tasks.common.errors import InputError
+from tasks.llm.checkpoint import CheckpointError, latest_checkpoint, load_model, read_meta
+from tasks.llm.config import PretrainConfig
 from tasks.llm.data import TokenStreamSource
 from tasks.llm.train import plan, run_training
 
@@ -35,17 +36,17 @@ def byte_source(shared_data: Path, batch_size: int = 4, seq_len: int = 32) -> To
 
 def tiny_cfg(**kw) -> PretrainConfig:
     base = dict(depth=1, sequence_len=32, device_batch_size=4, steps=20, eval_every=10, eval_tokens=512,
-                log_every=5, checkpoint_every=5, threads_per_worker=1, precision="fp32", experiment="llm-test")
+                log_every=5, checkpoint_every=5, threads_per_worker=1, precision="fp32", compile=False, experiment="llm-test")
     return PretrainConfig(**{**base, **kw})
 
 
 def test_stage_config_overrides_and_errors():
-    cfg = load_stage(PretrainConfig, "pretrain", {"depth": 6, "diloco.inner_steps": 10, "mode": "diloco"})
+    cfg = load_config(PretrainConfig, "llm.pretrain", {"depth": 6, "diloco.inner_steps": 10, "mode": "diloco"})
     assert (cfg.depth, cfg.diloco.inner_steps, cfg.world_size) == (6, 10, cfg.workers)
     with pytest.raises(ConfigError, match="llm.pretrain.dept"):
-        load_stage(PretrainConfig, "pretrain", {"dept": 6})
+        load_config(PretrainConfig, "llm.pretrain", {"dept": 6})
     with pytest.raises(ConfigError, match="mode"):
-        load_stage(PretrainConfig, "pretrain", {"mode": "fsdp"})
+        load_config(PretrainConfig, "llm.pretrain", {"mode": "fsdp"})
 
 
 def test_plan_budget_and_bad_batch(shared_data):
@@ -125,7 +126,7 @@ def test_kill_and_resume_reproduces_the_loss_curve(shared_data, tmp_path, mlflow
 
 
 def test_compiled_training_follows_the_plain_run(shared_data, tmp_path, mlflow_store):
-    kw = dict(steps=12, depth=2, precision="bf16", eval_every=0, checkpoint_every=0)
+    kw = dict(steps=12, depth=2, precision="auto", eval_every=0, checkpoint_every=0)
     plain = run_training(tiny_cfg(**kw), byte_source(shared_data), out_dir=tmp_path / "plain")
     fast = run_training(tiny_cfg(compile=True, **kw), byte_source(shared_data), out_dir=tmp_path / "fast")
     np.testing.assert_allclose(fast["history"], plain["history"], rtol=2e-2)
@@ -136,8 +137,75 @@ def test_compiled_training_follows_the_plain_run(shared_data, tmp_path, mlflow_s
 def test_compile_without_a_cpp_compiler_is_a_clear_error(shared_data, tmp_path, mlflow_store, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no g++ / clang++ on it
     monkeypatch.delenv("CXX", raising=False)
-    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+    with pytest.raises(InputError, match="needs a C\\+\\+ compiler"):
         run_training(tiny_cfg(compile=True, steps=2), byte_source(shared_data), out_dir=tmp_path / "run")
+
+
+def test_a_run_into_an_earlier_runs_folder_keeps_its_model(shared_data, tmp_path, mlflow_store):
+    out = tmp_path / "run"
+    run_training(tiny_cfg(steps=12, checkpoint_every=5), byte_source(shared_data), out_dir=out)
+    with pytest.raises(CheckpointError, match="already holds a run .*--resume .*--overwrite"):
+        run_training(tiny_cfg(steps=6, checkpoint_every=5), byte_source(shared_data), out_dir=out)
+    assert read_meta(out / "model")["step"] == 12 and latest_checkpoint(out / "checkpoints").name == "step_000012"
+
+    short = run_training(tiny_cfg(steps=6, checkpoint_every=5, overwrite=True), byte_source(shared_data), out_dir=out)
+    assert read_meta(short["model_dir"])["step"] == 6
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_000005", "step_000006"]
+    assert not list(out.glob(".model*"))  # the swap left no temporary folder behind
+
+
+def test_resume_falls_back_past_a_damaged_checkpoint(shared_data, tmp_path, mlflow_store, capsys):
+    out = tmp_path / "run"
+    reference = run_training(tiny_cfg(steps=15, checkpoint_every=5), byte_source(shared_data), out_dir=tmp_path / "ref")
+    run_training(tiny_cfg(steps=10, checkpoint_every=5), byte_source(shared_data), out_dir=out)
+    (out / "checkpoints" / "step_000010" / "model.safetensors").write_bytes(b"not a safetensors file")
+    resumed = run_training(tiny_cfg(steps=15, checkpoint_every=5, resume=True), byte_source(shared_data), out_dir=out)
+    said = "".join(capsys.readouterr())
+    assert "step_000010 is unusable" in said and "resuming from" in said and "at step 5" in said
+    assert "resuming from" in (out / "progress.log").read_text()  # relayed into the Prefect run log
+    np.testing.assert_allclose(resumed["history"], reference["history"], rtol=1e-3, atol=1e-4)
+
+    for folder in (out / "checkpoints").glob("step_*"):
+        (folder / "rank0.pt").write_text("garbage")
+    with pytest.raises(CheckpointError, match="no intact checkpoint .*--overwrite"):
+        run_training(tiny_cfg(steps=20, resume=True), byte_source(shared_data), out_dir=out)
+
+
+def test_damaged_checkpoint_files_are_named(tmp_path):
+    from tasks.llm.checkpoint import load_state, save_checkpoint
+    from tasks.llm.model import GPT, GPTConfig
+
+    folder = save_checkpoint(tmp_path / "ck", GPT(GPTConfig.from_depth(1, 64, 16)), {}, {"step": 1})
+    (folder / "model.safetensors").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match=r"model.safetensors is damaged"):
+        load_model(folder)
+    (folder / "rank0.pt").write_text("12x")
+    with pytest.raises(CheckpointError, match=r"rank0.pt is damaged"):
+        load_state(folder / "rank0.pt")
+    (folder / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        read_meta(folder)
+
+
+def test_precision_follows_the_hardware(shared_data, tmp_path, mlflow_store, monkeypatch):
+    """With no fast bf16 (forced), `auto` trains in fp32, Muon included, and the run records it."""
+    import mlflow
+
+    from tasks.common import precision
+
+    monkeypatch.setenv("SEEDFLOW_FAST_BF16", "0")
+    precision.fast_bf16.cache_clear()
+    try:
+        s = run_training(tiny_cfg(steps=2, precision="auto", optim={"kind": "muon"}), byte_source(shared_data),
+                         out_dir=tmp_path / "run")
+        assert s["precision"] == "fp32" and 0 < s["mfu"] <= 1
+        run = mlflow.get_run(s["mlflow_run_id"])
+        assert run.data.tags["precision"] == "fp32" and run.data.tags["cpu"] == precision.cpu_model()
+        monkeypatch.setenv("SEEDFLOW_FAST_BF16", "1")
+        precision.fast_bf16.cache_clear()
+        assert precision.resolve_precision("auto") == "bf16" and precision.resolve_precision("fp32") == "fp32"
+    finally:
+        precision.fast_bf16.cache_clear()
 
 
 def test_checkpoint_and_init_from_it(shared_data, tmp_path, mlflow_store):
@@ -177,7 +245,7 @@ def test_diloco_h1_equals_ddp_on_two_ray_workers(shared_data, tmp_path, mlflow_s
 
 @pytest.mark.parametrize("wire", ["fp32", "bf16"])
 def test_pseudo_gradients_averaged_across_two_ray_workers(ray_local, wire):
-    from tasks.common.prefect_api import free_port
+    from tasks.common.ports import free_port
 
     def _sync_twice(rank: int, url: str, deltas: list[torch.Tensor], diloco: dict):
         """One DiLoCo worker: move its params by -delta, sync; twice."""

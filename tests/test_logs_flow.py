@@ -1,4 +1,5 @@
-"""The `logs` flow end to end on BGL_2k: real Prefect server, real Ray, real MLflow store."""
+"""The `logs` flow end to end on BGL_2k, and on a log whose truth has no anomaly: real Prefect
+server, real Ray, real MLflow store."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 import pandas as pd
 
+from tasks.common.precision import resolve_precision
 from tasks.logs.config import MODELS
 
 
@@ -40,3 +42,33 @@ def test_logs_flow_bgl_2k(shared_data, prefect_server, ray_local, mlflow_store, 
     assert 0 <= child["metrics.f1"] <= 1
     parent = runs[runs["run_id"] == result["mlflow_run_id"]].iloc[0]
     assert parent["params.datasets"] == "bgl_2k"
+    # the precision PULL actually ran in, and the hardware that chose it, travel with every figure
+    used = resolve_precision("auto")
+    assert parent["params.pull.precision"] == "auto" and parent["params.pull.precision_used"] == used
+    assert parent["tags.cpu"] and child["tags.cpu"] == parent["tags.cpu"] and child["params.compute_precision"] == used
+    assert metrics["pull_precision"] == {"requested": "auto", "used": used} and metrics["hardware"]["cpu"] == parent["tags.cpu"]
+    pull_rows = [r for r in result["rows"] if r["model"] in ("pull", "loglab")]
+    assert pull_rows and all(r["info"]["precision"] == used for r in pull_rows)
+
+
+def test_logs_flow_without_labelled_anomalies_skips_and_says_so(prefect_server, ray_local, mlflow_store, tmp_path):
+    """Thunderbird_2k-like: labelled, no anomaly, real failure windows from an incidents file.
+    The other models still run; `supervised` is skipped and P/R/F1 are blank, each with its reason."""
+    from flows.logs import logs_flow
+    from test_logs_checks import thunderbird
+
+    log, incidents = thunderbird(tmp_path / "tbird.log", lines=300), tmp_path / "incidents.csv"
+    incidents.write_text("start,end\n1131566500,1131566520\n")
+    out = tmp_path / "logs"
+    overrides = {"datasets": [{"name": "tbird", "format": "thunderbird", "path": str(log), "incidents": str(incidents)}],
+                 "run": ["tbird"], "window_sizes": [0], "models": ["pca", "invariants", "supervised"],
+                 "out_dir": str(out), "experiment": "logs-gaps"}
+    result = logs_flow(overrides=overrides)
+
+    table = pd.read_csv(out / "results.csv").set_index("model")
+    assert table["f1"].isna().all()
+    assert table.loc["supervised", "note"].startswith("skipped: no labelled anomaly in the train part")
+    assert table.loc["pca", "note"] == table.loc["invariants", "note"] == "P/R/F1 undefined: no labelled anomaly in the test part"
+    assert result["best"] == [] and set(result["parse"]["tbird"]["label_gaps"]) == {"supervised", "metrics"}
+    trained = [r for r in result["rows"] if r["model"] != "supervised"]
+    assert all(r["train_s"] >= 0 and r["window_share"] > 0 for r in trained)

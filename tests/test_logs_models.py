@@ -120,3 +120,22 @@ def test_pull_spirit_300k_target(shared_data):
     data = prepare(parsed.drop(columns=["label"]), simulate_windows(parsed["timestamp"].to_numpy(), labels, 0), 0.8)
     det = run_pull(data, PullConfig(epochs=20, epochs_next=5), 32, seed=0)
     assert prf(labels[~data.train], det.predicted[~data.train])["f1"] >= 0.99
+
+
+def test_pull_precision_follows_the_hardware_and_is_recorded(spirit_slice):
+    """`precision: auto` is bf16 only where bf16 is fast; the precision used lands in the result's info."""
+    from pydantic import ValidationError
+
+    from tasks.common.precision import resolve_precision
+    from tasks.logs.pull import run_loglab
+
+    parsed, _, weak = spirit_slice
+    data = prepare(parsed.iloc[:2000].drop(columns=["label"]), weak[:2000], 0.8)
+    tiny = FAST.model_copy(update={"epochs": 1})
+    assert tiny.precision == "auto"
+    assert run_loglab(data, tiny, 32).info["precision"] == resolve_precision("auto")
+    assert run_loglab(data, tiny.model_copy(update={"precision": "fp32"}), 32).info["precision"] == "fp32"
+    with pytest.raises(ValidationError):
+        PullConfig(precision="fp16")
+    with pytest.raises(ValidationError, match="bf16"):
+        PullConfig(bf16=True)  # the old switch is gone, not silently ignored

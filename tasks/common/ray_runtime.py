@@ -1,4 +1,11 @@
-"""Ray, sized for the machine: local by default, `RAY_ADDRESS` attaches to a cluster."""
+"""Ray, sized for the machine: a private local runtime by default, `RAY_ADDRESS` attaches to a cluster.
+
+Without `RAY_ADDRESS` every command starts its own runtime (address "local"), even when a
+`ray start` cluster runs on the machine: auto-attaching to it by chance made every command fail
+(resources cannot be set when attaching). To use that cluster, say so: `RAY_ADDRESS=auto` (the
+local one) or `RAY_ADDRESS=<host>:6379`. Ray's token authentication stays on in both cases: Ray
+2.60 binds its gRPC servers to the node's network address and cannot be held to 127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +20,19 @@ FORWARDED_ENV = (
 )
 
 
+def ray_address() -> str:
+    """`RAY_ADDRESS` when set (a cluster to attach to), else "local" (a private runtime)."""
+    return os.environ.get("RAY_ADDRESS") or "local"
+
+
 def ray_init_kwargs() -> dict:
-    """Arguments for `ray.init` (and prefect-ray's RayTaskRunner)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """Keyword arguments for `ray.init(ray_address(), ...)` (and prefect-ray's RayTaskRunner)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": True}
-    if os.environ.get("RAY_ADDRESS"):
+    if ray_address() != "local":
         # A cluster started elsewhere does not share our environment: forward the settings that
-        # locate shared state. (A local cluster's workers inherit the driver's environment at
+        # locate shared state. (A private runtime's workers inherit the driver's environment at
         # ray.init instead; a copy taken here, at import time, could be stale by then.)
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         if env:
@@ -36,7 +47,7 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(**ray_init_kwargs())
+        ray.init(ray_address(), **ray_init_kwargs())
 
 
 def cluster_cpus() -> int:
@@ -50,5 +61,4 @@ def task_runner():
     """prefect-ray's RayTaskRunner on the same cluster settings."""
     from prefect_ray import RayTaskRunner
 
-    kwargs = ray_init_kwargs()
-    return RayTaskRunner(address=os.environ.get("RAY_ADDRESS"), init_kwargs=kwargs)
+    return RayTaskRunner(address=ray_address(), init_kwargs=ray_init_kwargs())

@@ -2,7 +2,8 @@
 
 Ray workers, DVC stages and Prefect deployments run with other working directories; a
 relative URI would scatter runs. `MLFLOW_TRACKING_URI` wins, else a SQLite store at the
-project root with artifacts beside it.
+project root with artifacts beside it; for a `dvc exp run --temp` / `--queue` copy (under
+`<repo>/.dvc/tmp/exps/`), the root of the checkout it was copied from, so runs outlive the copy.
 """
 
 from __future__ import annotations
@@ -13,11 +14,20 @@ from pathlib import Path
 from tasks.common.paths import project_root
 
 
+def home_checkout(root: Path) -> Path:
+    """`root`, or the checkout a DVC experiment copy at `root` was made from."""
+    parts = root.parts
+    for i in range(len(parts) - 2):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root
+
+
 def tracking_uri() -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    return f"sqlite:///{home_checkout(project_root()) / 'mlflow.db'}"
 
 
 def artifact_root(uri: str) -> str:

@@ -60,15 +60,18 @@ class EnsembleConfig(StrictModel):
 
 class ForecastConfig(StrictModel):
     datasets: list[str] = Field(default_factory=lambda: list(STUDY_DATASETS))
-    rates: list[Rate] = ["5min", "15min", "1h"]
-    models: list[str] = Field(default_factory=lambda: list(MODELS))
+    rates: list[Rate] = Field(["5min", "15min", "1h"], min_length=1)
+    models: list[str] = Field(default_factory=lambda: list(MODELS), min_length=1)
     series_files: list[str] = Field(
-        default_factory=list, description="extra CSV/Parquet series (name_rate.csv), besides the study's files"
+        default_factory=list, description="extra series <name>_<rate>.csv / .csv.gz / .parquet, besides the study's files"
     )
     train_fraction: float = Field(0.8, gt=0, lt=1)
     val_fraction: float = Field(0.25, gt=0, lt=1)
     nan_policy: Literal["drop", "interpolate", "error"] = "drop"
     fill_gaps: bool = True
+    resample: Literal["none", "sum", "mean"] = Field(
+        "none", description="aggregate a series whose own step is finer than its rate and divides it; none refuses"
+    )
     seed: int = 0
     out_dir: str = "results/forecast"
     experiment: str = "forecast"

@@ -35,12 +35,18 @@ def chronological_split(n: int, train_fraction: float = 0.8, val_fraction: float
     return Split(n_train=n_train, n_fit=n_fit, n=n)
 
 
-def check_length(n: int, split: Split, horizon: int, season: int) -> None:
-    """Reject series too short for the chosen horizon and season."""
+def check_length(n: int, split: Split, horizon: int, season: int, validates: bool = False) -> None:
+    """Reject series too short for the chosen horizon and season (and, for deep models, validation)."""
     if split.n_fit < 2 * season or split.n_test < horizon:
         raise ValueError(
             f"series of {n} points is too short: need at least two seasons ({2 * season}) in the fitting "
-            f"part (has {split.n_fit}) and one horizon ({horizon}) in the test part (has {split.n_test})"
+            f"part (has {split.n_fit}) and one horizon ({horizon}) in the test part (has {split.n_test}); "
+            f"use a longer series or leave this rate out"
+        )
+    if validates and split.n_train - split.n_fit < horizon:
+        raise ValueError(
+            f"the validation part of the deep models has {split.n_train - split.n_fit} points, less than one "
+            f"horizon ({horizon}); raise forecast.val_fraction"
         )
 
 

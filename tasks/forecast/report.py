@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tasks.common.atomic import write_bytes, write_frame, write_json
@@ -47,8 +48,21 @@ def summary(board: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def refuse_non_finite(board: pd.DataFrame) -> None:
+    """No inf or NaN reaches the leaderboard, metrics.json or MLflow: name the first combination that has one."""
+    bad = ~np.isfinite(board.select_dtypes("number"))
+    if bad.any(axis=None):
+        row = board.loc[bad.any(axis=1).idxmax()]
+        column = bad.loc[row.name].idxmax()
+        raise FloatingPointError(
+            f"refusing to write the leaderboard: {column} is {row[column]} for {row['model']} on "
+            f"{row['dataset']}_{row['rate']}; drop that model or fix the series"
+        )
+
+
 def write_outputs(results: list[ComboResult], out_dir: Path) -> dict[str, Any]:
     board = leaderboard(results)
+    refuse_non_finite(board)
     stats = summary(board)
     write_frame(out_dir / "leaderboard.csv", board)
     write_json(out_dir / "metrics.json", stats)
@@ -97,10 +111,12 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
     """A parent run for the study and a child run per combination; returns the parent run id."""
     import mlflow
 
+    from tasks.common.precision import hardware_tags
     from tasks.common.tracking import use_experiment
 
     use_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=run_name) as parent:
+    tags = {**hardware_tags(), "precision": "fp32"}  # the deep forecasters are small: fp32 everywhere
+    with mlflow.start_run(run_name=run_name, tags=tags) as parent:
         mlflow.log_params({"datasets": ",".join(cfg.datasets), "rates": ",".join(cfg.rates), "models": ",".join(cfg.models),
                            "tune_num_samples": cfg.tune.num_samples, "seed": cfg.seed})
         mlflow.log_metrics({f"mean_smape_{m}": v for m, v in stats["mean_smape"].items()})
@@ -108,7 +124,7 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
         mlflow.log_artifact(str(out_dir / "plots" / "mean_smape.png"))
         with tempfile.TemporaryDirectory() as tmp:
             for result in results:
-                with mlflow.start_run(run_name=f"{result.dataset}_{result.rate}_{result.model}", nested=True):
+                with mlflow.start_run(run_name=f"{result.dataset}_{result.rate}_{result.model}", nested=True, tags=tags):
                     mlflow.set_tags({"dataset": result.dataset, "rate": result.rate, "model": result.model,
                                      "walk_forward": result.walk_forward})
                     mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})

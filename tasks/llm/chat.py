@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.common.errors import InputError
 from tasks.llm.tokenizer import Tokenizer
 
 PART_TYPES = ("text", "python", "python_output")
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(InputError):
     """A conversation that does not follow the chat format."""
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from tasks.llm.chat import render_conversation
-from tasks.llm.tasks import Task, TaskMixture, build_mixture
+from tasks.llm.datasets import Task, TaskMixture, build_mixture
 from tasks.llm.tokenizer import Tokenizer
 
 Batch = tuple[torch.Tensor, torch.Tensor, dict]

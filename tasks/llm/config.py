@@ -1,23 +1,20 @@
 """Typed configuration of the LLM pipeline (params.yaml section `llm`, one subsection per stage).
 
-Each stage validates its own subsection: `load_stage(PretrainConfig, "pretrain", {"depth": 6})`
+Each stage validates its own subsection: `load_config(PretrainConfig, "llm.pretrain", {"depth": 6})`
 reads `params.yaml[llm][pretrain]` plus dotted overrides relative to that stage, so
 `seedflow llm pretrain --set depth=6` and a Prefect parameter `overrides={"depth": 6}` mean the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from tasks.common.config import ConfigError, StrictModel, apply_overrides, read_params
-
-M = TypeVar("M", bound=StrictModel)
+from tasks.common.config import Overrides, StrictModel
 
 Mode = Literal["single", "ddp", "diloco"]
-Precision = Literal["bf16", "fp32"]
+Precision = Literal["auto", "bf16", "fp32"]  # auto: bf16 only where it is fast (tasks/common/precision.py)
 
 
 class TokenizerConfig(StrictModel):
@@ -84,14 +81,17 @@ class PretrainConfig(StrictModel):
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = cores / workers")
     diloco: DilocoConfig = DilocoConfig()
     optim: OptimConfig = OptimConfig()
-    precision: Precision = "bf16"
-    compile: bool = Field(False, description="torch.compile the blocks and fuse head + loss (seconds to compile, faster steps)")
+    precision: Precision = "auto"
+    compile: bool = Field(True, description="torch.compile the blocks and fuse head + loss (seconds to compile, faster steps)")
     # evaluation, logging, checkpoints
     eval_every: int = Field(50, ge=0, description="steps between val bpb evaluations; 0 = only at the end")
     eval_tokens: int = Field(32768, ge=1)
     log_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="steps between checkpoints; 0 = only at the end")
-    resume: bool = False
+    resume: bool = Field(False, description="continue from the newest intact checkpoint in out_dir")
+    overwrite: bool = Field(False, description="replace an earlier run in out_dir (otherwise such a run is refused)")
+    register: bool = Field(True, description="register the final model as a new version of seedflow-llm-<stage> "
+                                             "(it is logged to the run either way)")
 
     @model_validator(mode="after")
     def consistent(self) -> PretrainConfig:
@@ -104,16 +104,49 @@ class PretrainConfig(StrictModel):
         return 1 if self.mode == "single" else self.workers
 
 
+CHAT_TASK_OPTIONS = {"addition": {"size": 3000, "max_digits": 1}, "spelling": {"size": 3000}, "counting": {"size": 3000}}
+
+
 class ChatStageConfig(PretrainConfig):
-    """Midtraining / SFT: a training stage that starts from a checkpoint and reads a task mixture."""
+    """Midtraining / SFT: a training stage that starts from a checkpoint and reads a task mixture.
+
+    Its defaults are those of a short fine-tuning stage (AdamW, DDP, few evaluations), not pretraining's."""
 
     init_from: str = Field("results/llm/pretrain", description="checkpoint or run folder of the previous stage")
-    train_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 1.0, "spelling": 1.0},
+    out_dir: str = "results/llm/midtrain"
+    steps: int = Field(300, ge=0, description="optimizer steps; ignored when token_budget > 0")
+    mode: Mode = "ddp"
+    diloco: DilocoConfig = DilocoConfig(inner_steps=20)
+    optim: OptimConfig = OptimConfig(kind="adamw", lr=0.003, warmdown_frac=0.3)
+    compile: bool = Field(False, description="torch.compile the blocks and fuse head + loss")
+    eval_every: int = Field(100, ge=0, description="steps between val bpb evaluations; 0 = only at the end")
+    eval_tokens: int = Field(8192, ge=1)
+    checkpoint_every: int = Field(0, ge=0, description="steps between checkpoints; 0 = only at the end")
+    train_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 1.0, "spelling": 1.0, "counting": 1.0},
                                           description="task name -> weight (passes over the task)")
-    val_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 0.05, "spelling": 0.05})
-    task_options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="task name -> constructor options")
+    val_tasks: dict[str, float] = Field(default_factory=lambda: {"addition": 0.1, "spelling": 0.1})
+    task_options: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(CHAT_TASK_OPTIONS),
+                                                    description="task name -> constructor options")
     use_mask: bool = Field(False, description="midtrain: train on assistant tokens only (SFT always masks)")
     pad_to_seq_len: bool = Field(False, description="sft: pad every batch to sequence_len")
+
+
+class MidtrainConfig(ChatStageConfig):
+    """Midtraining: packed chat rows of the task mixture, from the pretrained model."""
+
+    train_tasks: dict[str, float] = Field(
+        default_factory=lambda: {"addition": 1.0, "spelling": 1.0, "counting": 1.0, "gsm8k": 0.05},
+        description="task name -> weight (passes over the task)")
+
+
+class SftConfig(ChatStageConfig):
+    """SFT: one conversation per row, loss on the assistant's tokens, from the midtrained model."""
+
+    init_from: str = Field("results/llm/midtrain", description="checkpoint or run folder of the previous stage")
+    out_dir: str = "results/llm/sft"
+
+
+CHAT_STAGES: dict[str, type[ChatStageConfig]] = {"midtrain": MidtrainConfig, "sft": SftConfig}
 
 
 class StudyConfig(StrictModel):
@@ -125,10 +158,11 @@ class StudyConfig(StrictModel):
     seed: int = 0
     out_dir: str = "results/llm/study"
     experiment: str = "llm-study"
-    pretrain: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.pretrain for the study")
-    midtrain: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.midtrain")
-    sft: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.sft")
-    eval: dict[str, Any] = Field(default_factory=dict, description="overrides of llm.eval")
+    overwrite: bool = Field(False, description="replace an earlier study in out_dir (otherwise it is refused)")
+    pretrain: Overrides = Field(default_factory=dict, description="overrides of llm.pretrain for the study")
+    midtrain: Overrides = Field(default_factory=dict, description="overrides of llm.midtrain")
+    sft: Overrides = Field(default_factory=dict, description="overrides of llm.sft")
+    eval: Overrides = Field(default_factory=dict, description="overrides of llm.eval")
 
     @model_validator(mode="after")
     def three_stages(self) -> StudyConfig:
@@ -146,30 +180,16 @@ class EvalConfig(StrictModel):
     out_dir: str = "results/llm/eval"
     experiment: str = "llm-eval"
     tasks: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: {"addition": {}, "spelling": {}, "gsm8k": {}, "humaneval": {}},
-        description="task name -> constructor options (tasks/llm/tasks build_task), e.g. mmlu: {path: ...}")
+        default_factory=lambda: {"addition": {"size": 100, "max_digits": 1}, "spelling": {"size": 100},
+                                 "counting": {"size": 100}, "gsm8k": {}, "humaneval": {}},
+        description="task name -> constructor options (tasks/llm/datasets build_task), e.g. mmlu: {path: ...}")
     split: str = Field("test", description="split of every task that has splits")
     max_examples: int = Field(50, ge=0, description="examples per task; 0 = all")
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(48, ge=1)
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     top_k: int = Field(0, ge=0, description="0 = no top-k filter")
     batch_size: int = Field(8, ge=1, description="prompts per forward for multiple choice and bpb")
     bpb_tokens: int = Field(16384, ge=0, description="val tokens for bits per byte; 0 = skip")
     humaneval_timeout_s: float = Field(5.0, gt=0)
-    precision: Precision = "bf16"
+    precision: Precision = "auto"
     seed: int = 0
-
-
-def load_stage(model: type[M], stage: str, overrides: Mapping[str, Any] | None = None,
-               params_file: str | None = None) -> M:
-    """Validate `params.yaml[llm][stage]` plus dotted overrides (relative to the stage) against `model`."""
-    params = read_params(params_file)
-    section = params.get("llm") or {}
-    if stage not in section:
-        raise ConfigError(f"params.yaml has no section 'llm.{stage}' (found: {', '.join(section) or 'none'})")
-    data = apply_overrides(section[stage] or {}, overrides or {}, f"llm.{stage}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"llm.{stage}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid parameters: {problems}") from exc

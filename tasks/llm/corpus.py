@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 from tasks.common.atomic import atomic_path
+from tasks.common.errors import InputError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -31,7 +32,7 @@ SUFFIXES = TEXT_SUFFIXES + JSONL_SUFFIXES + PARQUET_SUFFIXES
 FINEWEB_EDU_URL = "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main/shard_{index:05d}.parquet"
 
 
-class CorpusError(ValueError):
+class CorpusError(InputError):
     """A corpus that is missing, malformed or empty."""
 
 
@@ -84,6 +85,13 @@ def _read_text(path: Path, doc_chars: int) -> Iterator[str]:
 
 
 def _read_jsonl(path: Path, field: str) -> Iterator[str]:
+    try:
+        yield from _jsonl_rows(path, field)
+    except (EOFError, OSError, UnicodeDecodeError) as exc:  # a truncated or corrupt .gz, a non-UTF-8 file
+        raise CorpusError(f"cannot read {path}: {type(exc).__name__}: {exc}; check that the file is complete") from exc
+
+
+def _jsonl_rows(path: Path, field: str) -> Iterator[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):

@@ -11,6 +11,8 @@ from typing import Any
 
 from tasks.common.atomic import write_json, write_text
 from tasks.common.paths import project_root
+from tasks.common.precision import hardware_tags, resolve_precision
+from tasks.common.registry import is_model_uri
 from tasks.llm.checkpoint import load_model
 from tasks.llm.config import EvalConfig
 from tasks.llm.engine import Engine
@@ -19,7 +21,8 @@ from tasks.llm.tokenizer import Tokenizer
 
 
 def _absolute(path: str) -> str:
-    return str(path if Path(path).is_absolute() else project_root() / path)
+    """Relative to the project root; a registered model URI (`models:/...`) stays as it is."""
+    return str(path if is_model_uri(path) or Path(path).is_absolute() else project_root() / path)
 
 
 def load_for_inference(checkpoint: str) -> tuple[Any, Tokenizer, dict]:
@@ -32,7 +35,7 @@ def load_for_inference(checkpoint: str) -> tuple[Any, Tokenizer, dict]:
 
 
 def build_eval_tasks(cfg: EvalConfig, data_dir: str | None = None) -> dict[str, Any]:
-    from tasks.llm.tasks import build_task
+    from tasks.llm.datasets import build_task
 
     tasks = {}
     for name, options in cfg.tasks.items():
@@ -49,9 +52,10 @@ def evaluate_checkpoint(cfg: EvalConfig, checkpoint: str | None = None, data_dir
     checkpoint = checkpoint or cfg.checkpoint
     model, tokenizer, meta = load_for_inference(checkpoint)
     tasks = tasks if tasks is not None else build_eval_tasks(cfg, data_dir)
-    autocast = cfg.precision == "bf16"
+    precision = resolve_precision(cfg.precision)
+    autocast = precision == "bf16"
     result: dict[str, Any] = {"checkpoint": _absolute(checkpoint), "stage": meta.get("stage", ""),
-                              "mode": meta.get("mode", ""), "bpb": None, "tasks": {}}
+                              "mode": meta.get("mode", ""), "precision": precision, "bpb": None, "tasks": {}}
     if cfg.bpb_tokens:
         result["bpb"] = bpb_on_shards(model, _absolute(cfg.tokens_dir), model.config.sequence_len, cfg.bpb_tokens,
                                       cfg.batch_size, autocast)
@@ -94,16 +98,21 @@ def write_eval_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str,
 
 def run_eval(cfg: EvalConfig, data_dir: str | None = None, show: int = 0) -> dict[str, Any]:
     """The stage: evaluate, write outputs, log one MLflow run in `cfg.experiment`."""
+    return record_eval(evaluate_checkpoint(cfg, data_dir=data_dir, show=show), cfg)
+
+
+def record_eval(result: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
+    """Write the outputs of an evaluation and log them as one MLflow run in `cfg.experiment`."""
     import mlflow
 
     from tasks.common.tracking import use_experiment
 
-    result = evaluate_checkpoint(cfg, data_dir=data_dir, show=show)
     paths = write_eval_outputs(result, cfg.out_dir)
     use_experiment(cfg.experiment)
     with mlflow.start_run(run_name=f"eval-{Path(result['checkpoint']).name}") as run:
         mlflow.log_params({"checkpoint": result["checkpoint"], "max_examples": cfg.max_examples,
-                           "tasks": ",".join(cfg.tasks), "precision": cfg.precision})
+                           "tasks": ",".join(cfg.tasks), "precision": result["precision"]})
+        mlflow.set_tags(hardware_tags())
         mlflow.log_metrics(flat_metrics(result))
         mlflow.log_artifact(str(paths["report"]))
         mlflow.log_artifact(str(paths["details"]))

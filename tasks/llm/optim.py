@@ -14,12 +14,13 @@ from torch import nn
 from tasks.llm.config import OptimConfig
 
 
-def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
+def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Approximately orthogonalise G, a matrix or a batch of them (quintic Newton-Schulz, coefficients
-    from Keller Jordan's Muon). The polynomial runs as fused multiply-adds (baddbmm): on a CPU the
-    separate scale-and-add passes over bf16 matrices cost more than the matmuls."""
+    from Keller Jordan's Muon), iterating in `dtype`: bf16 where bf16 matmuls are fast, else fp32 (an
+    emulated bf16 Newton-Schulz took 10 s of a step that fp32 does in 0.2 s). The polynomial runs as
+    fused multiply-adds (baddbmm): on a CPU separate scale-and-add passes cost more than the matmuls."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    X = G.bfloat16().reshape(-1, *G.shape[-2:])
+    X = G.to(dtype).reshape(-1, *G.shape[-2:])
     transposed = G.size(-2) > G.size(-1)
     if transposed:
         X = X.mT
@@ -34,8 +35,10 @@ def zeropower_via_newtonschulz5(G: torch.Tensor, steps: int = 5) -> torch.Tensor
 class Muon(torch.optim.Optimizer):
     """MomentUm Orthogonalized by Newton-schulz, for 2-D parameters only."""
 
-    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5):
+    def __init__(self, params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True, ns_steps: int = 5,
+                 ns_dtype: torch.dtype = torch.float32):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps))
+        self.ns_dtype = ns_dtype
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -54,14 +57,16 @@ class Muon(torch.optim.Optimizer):
                     buf = state["momentum_buffer"]
                     buf.lerp_(p.grad, 1 - group["momentum"])
                     updates.append(p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
-                orthogonal = zeropower_via_newtonschulz5(torch.stack(updates), group["ns_steps"])
+                orthogonal = zeropower_via_newtonschulz5(torch.stack(updates), group["ns_steps"], self.ns_dtype)
                 scale = -group["lr"] * max(1.0, shape[-2] / shape[-1]) ** 0.5
                 for p, update in zip(params, orthogonal.unbind(0)):
                     p.add_(update, alpha=scale)
 
 
-def build_optimizers(model: nn.Module, cfg: OptimConfig) -> list[torch.optim.Optimizer]:
-    """The optimizers of `model`; each param group remembers its base lr as `initial_lr`."""
+def build_optimizers(model: nn.Module, cfg: OptimConfig, precision: str = "fp32") -> list[torch.optim.Optimizer]:
+    """The optimizers of `model`; each param group remembers its base lr as `initial_lr`.
+
+    `precision` is the run's resolved precision ("bf16" or "fp32"): Muon iterates in it."""
     if cfg.kind == "adamw":
         opts = [torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, eps=1e-10,
                                   weight_decay=cfg.weight_decay)]
@@ -75,7 +80,8 @@ def build_optimizers(model: nn.Module, cfg: OptimConfig) -> list[torch.optim.Opt
         ]
         opts = [
             torch.optim.AdamW(adam_groups, betas=cfg.betas, eps=1e-10, weight_decay=cfg.weight_decay),
-            Muon(model.matrix_params(), lr=cfg.matrix_lr),
+            Muon(model.matrix_params(), lr=cfg.matrix_lr,
+                 ns_dtype=torch.bfloat16 if precision == "bf16" else torch.float32),
         ]
     for opt in opts:
         for group in opt.param_groups:

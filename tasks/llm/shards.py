@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.common.atomic import write_json
+from tasks.common.errors import InputError
 from tasks.llm.corpus import CorpusError
 from tasks.llm.tokenizer import Tokenizer
 
@@ -170,7 +171,8 @@ class TokenShards:
         self.offsets = np.cumsum([0] + [len(s) for s in self.shards])
         expected = self.meta["n_tokens"][split]
         if self.offsets[-1] != expected:
-            raise ValueError(f"{self.folder / split}: shards hold {self.offsets[-1]} tokens, meta.json says {expected}")
+            raise InputError(f"{self.folder / split}: shards hold {self.offsets[-1]} tokens, meta.json says {expected}; "
+                             "the folder is incomplete: run `seedflow llm tokenize` again")
         self._flat: np.ndarray | None = None
 
     @property

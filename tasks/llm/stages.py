@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.common.paths import project_root
+from tasks.common.registry import is_model_uri
 from tasks.llm.checkpoint import read_meta
 from tasks.llm.config import ChatStageConfig, PretrainConfig
 
@@ -17,7 +18,8 @@ CHAT_KINDS = {"midtrain": "packed_chat", "sft": "sft"}
 
 
 def absolute(path: str | Path) -> str:
-    return str(path if Path(path).is_absolute() else (project_root() / path).resolve())
+    """Relative to the project root; a registered model URI (`models:/...`) stays as it is."""
+    return str(path if is_model_uri(path) or Path(path).is_absolute() else (project_root() / path).resolve())
 
 
 def pretrain_source(cfg: PretrainConfig):

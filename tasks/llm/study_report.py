@@ -83,3 +83,33 @@ def write_card(arms: dict[str, dict[str, Any]], out_dir: str | Path) -> dict[str
     write_json(out / "study.json", arms)
     return {"numbers": numbers, "chance": chance, "markdown": text, "report": str(out / "report.md"),
             "metrics": str(out / "metrics.json")}
+
+
+def start_arm_run(experiment: str, arm: str) -> str:
+    """The arm's MLflow parent run (its stage runs are children); returns its id."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from tasks.common.precision import hardware_tags
+    from tasks.common.tracking import use_experiment
+
+    experiment_id = use_experiment(experiment)
+    tags = {"arm": arm, "study": "ddp-vs-diloco", **hardware_tags()}
+    return MlflowClient(mlflow.get_tracking_uri()).create_run(experiment_id, run_name=f"study-{arm}", tags=tags).info.run_id
+
+
+def log_card(card: dict[str, Any], run_ids: dict[str, str]) -> None:
+    """Each arm's row of the card as metrics of its parent run, with the card itself as an artifact."""
+    import mlflow
+
+    for arm, run_id in run_ids.items():
+        row = card["numbers"][arm]
+        metrics = {"comm_bytes_per_worker": row["comm_bytes_per_worker"], "wall_seconds": row["wall_seconds"]}
+        for stage in STAGES:
+            for key, value in row[stage].items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    metrics[f"{stage}_{key}"] = float(value)
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_metrics(metrics)
+            mlflow.log_artifact(card["report"])
+            mlflow.log_text(card["markdown"], "report_card.md")

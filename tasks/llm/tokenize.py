@@ -97,10 +97,11 @@ def log_to_mlflow(result: dict, cfg: TokenizerConfig) -> str:
     """One run in the `llm-tokenize` experiment: parameters, compression and speed, the tokenizer file."""
     import mlflow
 
+    from tasks.common.precision import hardware_tags
     from tasks.common.tracking import use_experiment
 
     use_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=f"tokenize-v{cfg.vocab_size}") as run:
+    with mlflow.start_run(run_name=f"tokenize-v{cfg.vocab_size}", tags=hardware_tags()) as run:
         mlflow.log_params({"vocab_size": cfg.vocab_size, "digits": cfg.digits, "val_fraction": cfg.val_fraction,
                            "doc_chars": cfg.doc_chars, "max_chars": cfg.max_chars,
                            "corpus": ",".join(Path(e).name for e in result["corpus"])[:500]})

@@ -15,6 +15,7 @@ from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 from tasks.common.atomic import write_text
+from tasks.common.errors import InputError
 
 SPECIAL_TOKENS = [
     "<|bos|>",  # every document starts with it
@@ -30,7 +31,7 @@ GPT4_PATTERN = (
 )
 
 
-class TokenizerError(ValueError):
+class TokenizerError(InputError):
     """A tokenizer that cannot be trained, loaded or asked for an unknown special token."""
 
 

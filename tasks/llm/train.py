@@ -20,25 +20,30 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from tasks.common.atomic import write_json, write_text
+from tasks.common.atomic import atomic_dir, write_json, write_text
+from tasks.common.errors import InputError
 from tasks.common.paths import project_root
+from tasks.common.precision import cpu_model, hardware_tags, resolve_precision, torch_dtype
 from tasks.common.progress import Progress
+from tasks.common.registry import is_model_uri
 from tasks.llm.bpb import bits_per_byte
 from tasks.llm.checkpoint import (
-    latest_checkpoint,
+    CheckpointError,
     load_state,
     load_weights,
     mark_latest,
     read_meta,
     resolve_checkpoint,
+    resume_point,
     save_checkpoint,
     save_state,
+    step_folders,
 )
 from tasks.llm.config import PretrainConfig
 from tasks.llm.data import BatchSource
 from tasks.llm.ddp import CommStats, allreduce_gradients
 from tasks.llm.diloco import DilocoOuter
-from tasks.llm.flops import matmul_peak
+from tasks.llm.flops import utilisation
 from tasks.llm.model import GPT, GPTConfig
 from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
 
@@ -50,6 +55,7 @@ class RunContext:
     out_dir: str
     stage: str = "pretrain"
     init_checkpoint: str | None = None
+    resume_from: str | None = None
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
     dist_url: str | None = None
@@ -63,12 +69,12 @@ def plan(cfg: PretrainConfig, source: BatchSource) -> tuple[int, int]:
     accum = 1
     if cfg.total_batch_tokens:
         if cfg.total_batch_tokens % (per_forward * world):
-            raise ValueError(f"total_batch_tokens={cfg.total_batch_tokens} is not a multiple of "
+            raise InputError(f"total_batch_tokens={cfg.total_batch_tokens} is not a multiple of "
                              f"{world} worker(s) x {per_forward} tokens per forward")
         accum = cfg.total_batch_tokens // (per_forward * world)
     steps = math.ceil(cfg.token_budget / (per_forward * world * accum)) if cfg.token_budget else cfg.steps
     if steps < 1:
-        raise ValueError("nothing to train: steps and token_budget are both 0")
+        raise InputError("nothing to train: steps and token_budget are both 0")
     return steps, accum
 
 
@@ -92,11 +98,59 @@ def build_model(cfg: PretrainConfig, vocab_size: int, init_checkpoint: str | Non
     return GPT(GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, cfg.n_kv_head)), {}
 
 
-def _require_cpp_compiler() -> None:
+def require_cpp_compiler() -> None:
     """torch.compile on a CPU builds C++ kernels: without a compiler it fails deep inside the first step."""
     if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c):
-        raise RuntimeError("compile: true needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile on CPU; "
-                           "install one or set compile: false (--set compile=false)")
+        raise InputError("compile: true needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile on CPU; "
+                         "install one or set compile: false (--set compile=false)")
+
+
+def progress_log(out_dir: str | Path) -> Path:
+    """Where rank 0 appends its progress lines (relayed into the Prefect flow run's log)."""
+    return Path(out_dir) / "progress.log"
+
+
+def previous_run(out: Path) -> str | None:
+    """What an earlier run left in `out` (its final model or checkpoints), or None if nothing."""
+    found = []
+    if (out / "model" / "meta.json").is_file():
+        found.append("model/")
+    steps = step_folders(out / "checkpoints")
+    if steps:
+        found.append(f"checkpoints up to {steps[0].name}")
+    return " and ".join(found) or None
+
+
+def check_out_dir(cfg: PretrainConfig, out: Path) -> None:
+    """Refuse to train over an earlier run unless the user said --resume or --overwrite."""
+    earlier = previous_run(out)
+    if earlier and not cfg.resume and not cfg.overwrite:
+        raise CheckpointError(f"{out} already holds a run ({earlier}); pass --resume to continue it, --overwrite "
+                              "to replace it, or choose another folder with --set out_dir=...")
+
+
+def choose_resume(cfg: PretrainConfig, out: Path, steps: int, log=print) -> Path | None:
+    """The checkpoint a --resume continues from: the newest intact one, damaged ones skipped and said.
+
+    Checkpoints that exist but are all damaged are an error, never a silent restart from step 0."""
+    root = out / "checkpoints"
+    folder, notes = resume_point(root, cfg.world_size)
+    for note in notes:
+        log(f"resume: {note}")
+    if folder is None:
+        if notes:
+            raise CheckpointError(f"--resume: no intact checkpoint in {root}; pass --overwrite to start over")
+        log(f"resume: no checkpoint in {root}, starting from step 0")
+        return None
+    meta = read_meta(folder)
+    if meta["world_size"] != cfg.world_size or meta["mode"] != cfg.mode:
+        raise CheckpointError(f"{folder} was written by {meta['world_size']} worker(s) in mode {meta['mode']}; "
+                              f"resume it with the same mode and workers (asked: {cfg.world_size}, {cfg.mode})")
+    if meta["step"] > steps:
+        raise CheckpointError(f"{folder} is at step {meta['step']}, beyond this run's {steps} steps; "
+                              "raise --steps or start a new run")
+    log(f"resume: resuming from {folder} at step {meta['step']}")
+    return folder
 
 
 class _Due:
@@ -132,21 +186,18 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     model, init_meta = build_model(cfg, vocab, ctx.init_checkpoint)
     model.train()
     if cfg.compile:
-        _require_cpp_compiler()
+        require_cpp_compiler()
         model.compile_for_training()
-    optimizers = build_optimizers(model, cfg.optim)
+    precision = resolve_precision(cfg.precision)
+    autocast = precision == "bf16"
+    optimizers = build_optimizers(model, cfg.optim, precision)
     outer = DilocoOuter(list(model.parameters()), cfg.diloco) if cfg.mode == "diloco" else None
     comm = CommStats()
     ckpt_root = Path(ctx.out_dir) / "checkpoints"
     step, position, history, evals = 0, None, [], []
-    latest = latest_checkpoint(ckpt_root) if cfg.resume else None
-    if cfg.resume and latest is None and rank == 0:
-        print(f"[{ctx.stage}] --resume: no checkpoint in {ckpt_root}, starting from step 0", flush=True)
+    latest = Path(ctx.resume_from) if ctx.resume_from else None
     if latest is not None:
         meta = read_meta(latest)
-        if meta["world_size"] != world or meta["mode"] != cfg.mode:
-            raise ValueError(f"{latest} was written by {meta['world_size']} worker(s) in mode {meta['mode']}; "
-                             f"resume it with the same mode and workers (asked: {world}, {cfg.mode})")
         load_weights(model, latest)
         mine = load_state(latest / f"rank{rank}.pt")
         for opt, state in zip(optimizers, mine["optimizers"]):
@@ -156,18 +207,17 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         step, position = meta["step"], mine["position"]
         history, evals = meta["history"], meta["evals"]
         comm = CommStats(**meta["comm"])
-        if rank == 0:
-            print(f"[{ctx.stage}] resumed from {latest} at step {step}", flush=True)
 
     lead = rank == 0
-    autocast = cfg.precision == "bf16"
     batches = source.batches(rank, world, position)
     has_val = lead and hasattr(source, "val_batches")
     token_bytes = source.token_bytes() if has_val else None
-    peak = matmul_peak(torch.bfloat16 if autocast else torch.float32) if lead else 0.0
+    dtype = torch_dtype(precision)
     flops_per_token = model.num_flops_per_token()
     logger = _MlflowLogger(ctx) if lead else None
-    progress = Progress(steps, f"{ctx.stage}/{cfg.mode}", unit="tok") if lead else None
+    if lead:
+        logger.tags({"precision": precision, **hardware_tags()})
+    progress = Progress(steps, f"{ctx.stage}/{cfg.mode}", unit="tok", log_file=progress_log(ctx.out_dir)) if lead else None
     eval_due, ckpt_due = _Due(cfg.eval_every, step), _Due(cfg.checkpoint_every, step)
     train_seconds, throughput = 0.0, _Throughput()
     last_mult = None
@@ -211,34 +261,35 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         metrics = {}
         if step % cfg.log_every == 0 or last:
             metrics = {"train_loss": history[-1], "tokens_per_s": rate, "lr_multiplier": mult,
-                       "mfu": flops_per_token * rate / world / peak, "comm_bytes": comm.bytes,
+                       "mfu": utilisation(flops_per_token * rate / world, dtype)[0], "comm_bytes": comm.bytes,
                        "comm_seconds": comm.seconds, "sync_rounds": comm.rounds}
         if synced and has_val and eval_due(step, last):
             bpb = bits_per_byte(model, source.val_batches(cfg.eval_tokens), token_bytes, autocast)
             evals.append({"step": step, "val_bpb": bpb})
             metrics["val_bpb"] = bpb
-            print(f"[{ctx.stage}/{cfg.mode}] step {step}: val bpb {bpb:.4f}", flush=True)
+            progress.say(f"[{ctx.stage}/{cfg.mode}] step {step}: val bpb {bpb:.4f}")
         logger.log(metrics, step)
         if synced and ckpt_due(step, last):
             meta = {"step": step, "history": history, "evals": evals, "comm": comm.as_dict(),
                     "stage": ctx.stage, "mode": cfg.mode, "world_size": world, "config": cfg.model_dump(mode="json"),
                     "tokenizer": getattr(source, "tokenizer_path", "") or init_meta.get("tokenizer", ""),
                     "mlflow_run_id": ctx.mlflow_run_id}
-            _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, meta)
+            latest = _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, meta)
 
     if not lead:
         return {"rank": rank, "comm": comm.as_dict()}
     model_dir = Path(ctx.out_dir) / "model"  # the final weights, what the next stage starts from
-    shutil.rmtree(model_dir, ignore_errors=True)
-    save_checkpoint(model_dir, model, {}, read_meta(latest_checkpoint(ckpt_root)))
+    with atomic_dir(model_dir) as tmp:  # an earlier model/ stays whole until this one is complete
+        save_checkpoint(tmp, model, {}, read_meta(latest))
     rate = throughput.rate()
+    mfu, peak = utilisation(flops_per_token * rate / world, dtype)
     return {
         "stage": ctx.stage, "mode": cfg.mode, "workers": world, "steps": steps, "grad_accum": accum,
         "tokens": steps * accum * world * _batch_tokens(source, cfg),
         "final_train_loss": history[-1] if history else float("nan"),
         "val_bpb": evals[-1]["val_bpb"] if evals else None,
-        "tokens_per_s": rate, "mfu": flops_per_token * rate / world / peak if peak else None,
-        "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
+        "tokens_per_s": rate, "mfu": mfu, "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
+        "precision": precision, "cpu": cpu_model(),
         "comm_bytes_per_worker": comm.bytes, "comm_seconds": comm.seconds, "sync_rounds": comm.rounds,
         "train_seconds": train_seconds, "history": history, "evals": evals,
         "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()),
@@ -246,7 +297,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
 
 
 def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, position: dict, rank: int,
-                world: int, step: int, meta: dict) -> None:
+                world: int, step: int, meta: dict) -> Path:
     """Every rank writes its own state into a temporary folder; rank 0 completes it and renames it."""
     final = root / f"step_{step:06d}"
     tmp = root / f".{final.name}.tmp"
@@ -256,10 +307,11 @@ def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, p
         dist.barrier()
     if rank == 0:
         save_checkpoint(tmp, model, {"outer": outer.state_dict()} if outer is not None else {}, meta)
-        if final.exists():
+        if final.exists():  # this run's own damaged checkpoint, skipped by the resume
             shutil.rmtree(final)
         tmp.rename(final)
         mark_latest(root, final)
+    return final
 
 
 class _Throughput:
@@ -291,6 +343,10 @@ class _MlflowLogger:
 
             self.client = MlflowClient(ctx.tracking_uri)
 
+    def tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items() if self.client else ():
+            self.client.set_tag(self.run_id, key, value)
+
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.client is None or not metrics:
             return
@@ -310,7 +366,16 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
     out = Path(out_dir or project_root() / cfg.out_dir).resolve()
     init = str(resolve_checkpoint(init_checkpoint)) if init_checkpoint else None
     steps, _ = plan(cfg, source)
-    ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, tags=dict(tags or {}))
+    if cfg.compile:
+        require_cpp_compiler()
+    check_out_dir(cfg, out)
+    say = Progress(steps, stage, log_file=progress_log(out)).say
+    resume_from = choose_resume(cfg, out, steps, log=lambda line: say(f"[{stage}] {line}")) if cfg.resume else None
+    if cfg.overwrite and not cfg.resume:  # asked for: the earlier run's checkpoints go; its model/ stays until replaced
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    tags = {**(tags or {}), **({"init_model": init_checkpoint} if is_model_uri(init_checkpoint) else {})}
+    ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, resume_from=str(resume_from or "") or None,
+                     tags=tags)
     client, run_id = _start_mlflow_run(cfg, ctx, out, steps)
     ctx.mlflow_run_id, ctx.tracking_uri = run_id, client.tracking_uri if client else None
     start = time.perf_counter()
@@ -324,7 +389,7 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
             client.set_terminated(run_id, status="FAILED")
         raise
     summary.update(wall_seconds=time.perf_counter() - start, mlflow_run_id=run_id, out_dir=str(out))
-    _finish(summary, out, client, run_id)
+    _finish(summary, out, client, run_id, cfg.register)
     return summary
 
 
@@ -337,8 +402,7 @@ def _start_mlflow_run(cfg: PretrainConfig, ctx: RunContext, out: Path, steps: in
 
     experiment_id = use_experiment(cfg.experiment)
     client = MlflowClient(mlflow.get_tracking_uri())
-    latest = latest_checkpoint(out / "checkpoints") if cfg.resume else None
-    run_id = read_meta(latest).get("mlflow_run_id") if latest else None
+    run_id = read_meta(ctx.resume_from).get("mlflow_run_id") if ctx.resume_from else None
     if run_id:
         client.update_run(run_id, status="RUNNING")
         return client, run_id
@@ -353,8 +417,8 @@ def _start_mlflow_run(cfg: PretrainConfig, ctx: RunContext, out: Path, steps: in
     return client, run_id
 
 
-def _finish(summary: dict, out: Path, client, run_id: str) -> None:
-    """metrics.json (DVC metrics) and loss.csv (DVC plot), logged to the MLflow run too."""
+def _finish(summary: dict, out: Path, client, run_id: str, register: bool) -> None:
+    """metrics.json (DVC metrics) and loss.csv (DVC plot), logged to the MLflow run too, with the model."""
     from mlflow.entities import Metric
 
     scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
@@ -367,7 +431,20 @@ def _finish(summary: dict, out: Path, client, run_id: str) -> None:
         client.log_batch(run_id, metrics=[Metric(k, v, now, summary["steps"]) for k, v in final.items()])
         client.log_artifact(run_id, str(out / "metrics.json"))
         client.log_artifact(run_id, str(out / "loss.csv"))
+        if summary["stage"] != "bench":  # benchmarks train throwaway models in temporary folders
+            summary.update(_log_model(client, run_id, summary, register))
         client.set_terminated(run_id, status="FINISHED")
+
+
+def _log_model(client, run_id: str, summary: dict, register: bool) -> dict[str, str]:
+    """The final model as the run's MLflow model, registered as seedflow-llm-<stage> when `register`."""
+    from tasks.llm.registry import log_checkpoint
+
+    tags = {"stage": summary["stage"], "mode": summary["mode"], "precision": summary["precision"]}
+    logged = log_checkpoint(run_id, Path(summary["model_dir"]), tags, register)
+    if "registered_model" in logged:
+        client.set_tag(run_id, "registered_model", logged["registered_model"])
+    return logged
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -405,7 +482,7 @@ class _TrainActor:
     def address(self) -> tuple[str, int]:
         import ray
 
-        from tasks.common.prefect_api import free_port
+        from tasks.common.ports import free_port
 
         return ray.util.get_node_ip_address(), free_port()
 

@@ -32,14 +32,15 @@ class PullConfig(StrictModel):
     dim: int = Field(32, ge=8)
     heads: int = Field(2, ge=1)
     layers: int = Field(1, ge=1)
-    epochs: int = Field(30, ge=1, description="epochs of the first round; later rounds warm-start")
-    epochs_next: int = Field(10, ge=1, description="epochs of each later round")
+    epochs: int = Field(20, ge=1, description="epochs of the first round; later rounds warm-start")
+    epochs_next: int = Field(5, ge=1, description="epochs of each later round")
     batch_size: int = Field(256, ge=8)
     lr: float = Field(3e-3, gt=0)
     max_rounds: int = Field(5, ge=1, description="PU rounds for PULL; LogLAB uses 1")
     relabel_quantile: float = Field(0.99, gt=0, lt=1, description="unknown below this known-normal score quantile -> normal")
     relabel_tol: float = Field(0.001, ge=0, description="stop when this share of unknown lines changes label or less")
-    bf16: bool = Field(False, description="bf16 autocast; measured slower than fp32 at dim 32 on this CPU")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast only where bf16 is fast (AMX / AVX512-BF16 CPU), else fp32")
 
 
 class DeepLogConfig(StrictModel):
@@ -66,6 +67,7 @@ class LogsConfig(StrictModel):
     window_sizes: list[float] = Field(description="failure-window half-widths in seconds (evaluation sweeps them)")
     models: list[str] = Field(default_factory=lambda: list(MODELS))
     train_fraction: float = Field(0.8, gt=0, lt=1, description="chronological split")
+    malformed_warn_share: float = Field(0.05, ge=0, le=1, description="warn when more of a file's lines are malformed")
     seed: int = 0
     out_dir: str = "results/logs"
     experiment: str = "logs"

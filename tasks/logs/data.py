@@ -32,6 +32,14 @@ def chronological(parsed: pd.DataFrame) -> pd.DataFrame:
     return parsed.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
+def train_mask(n: int, train_fraction: float) -> np.ndarray:
+    """True for the chronologically first `train_fraction` of n time-sorted lines."""
+    n_train = int(round(n * train_fraction))
+    if not 0 < n_train < n:
+        raise ValueError(f"train_fraction {train_fraction} leaves an empty train or test part")
+    return np.arange(n) < n_train
+
+
 def prepare(parsed: pd.DataFrame, weak: np.ndarray, train_fraction: float) -> LogData:
     """Build a LogData from a chronologically sorted parsed frame and per-line weak labels."""
     if len(parsed) != len(weak):
@@ -42,11 +50,7 @@ def prepare(parsed: pd.DataFrame, weak: np.ndarray, train_fraction: float) -> Lo
     if np.any(np.diff(stamps) < 0):
         raise ValueError("lines are not in chronological order; sort with tasks.logs.data.chronological")
     seq_codes, seq_unique = pd.factorize(parsed["tokens"].map(tuple), sort=False)
-    n_train = int(round(len(parsed) * train_fraction))
-    if not 0 < n_train < len(parsed):
-        raise ValueError(f"train_fraction {train_fraction} leaves an empty train or test part")
-    train = np.zeros(len(parsed), dtype=bool)
-    train[:n_train] = True
+    train = train_mask(len(parsed), train_fraction)
     nodes = parsed["node"].astype("string").fillna("").to_numpy(dtype=object)
     return LogData(
         seq_tokens=list(seq_unique), seq=seq_codes.astype(np.int64),

@@ -84,4 +84,5 @@ def run_deeplog(data: LogData, cfg: DeepLogConfig, seed: int = 0) -> Detection:
     scores = rank[pair_of_line]
     score_s = time.perf_counter() - t0
     predicted = (scores >= cfg.top_k).astype(np.int8)
-    return Detection("deeplog", scores, predicted, float(cfg.top_k), train_s, score_s, {"pairs": len(pairs), "templates": len(known)})
+    return Detection("deeplog", scores, predicted, float(cfg.top_k), train_s, score_s,
+                     {"pairs": len(pairs), "templates": len(known), "precision": "fp32"})

@@ -45,11 +45,18 @@ def taxonomy(template: np.ndarray, content: np.ndarray, labels: np.ndarray) -> n
     return out
 
 
-def evaluate(det: Detection, labels: np.ndarray, train: np.ndarray, types: np.ndarray) -> dict:
-    """Metrics on the chronological test part (the headline), the train part, and recall per type."""
+def evaluate(det: Detection, labels: np.ndarray, train: np.ndarray, types: np.ndarray, undefined: str | None = None) -> dict:
+    """Metrics on the chronological test part (the headline), the train part, and recall per type.
+
+    `undefined` (why, e.g. no labelled anomaly in the test part) blanks P/R/F1 instead of a 0.0
+    that would read as measured; the counts stay.
+    """
     labels = np.asarray(labels, dtype=np.int64)
     test = ~train
-    out = {"model": det.model, **prf(labels[test], det.predicted[test]),
+    headline = prf(labels[test], det.predicted[test])
+    if undefined:
+        headline.update(precision=None, recall=None, f1=None, note=undefined)
+    out = {"model": det.model, **headline,
            "train_part": prf(labels[train], det.predicted[train]),
            "threshold": det.threshold, "train_s": round(det.train_s, 3), "score_s": round(det.score_s, 3),
            "lines_per_s_score": round(len(labels) / max(det.score_s, 1e-9), 1)}

@@ -3,6 +3,8 @@
 `label` is the dataset's ground truth (1 anomaly, 0 normal, <NA> unknown); it is used only
 for simulated failure windows and evaluation, never by a detector's threshold. Lines that do
 not fit the format are counted (with a few examples), never silently dropped, never fatal.
+A file that cannot be read at all (missing, truncated .gz, not the declared format) is a
+`LogsError` naming the file. `read_labels` reads only the label column, for checks up front.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ import csv
 import gzip
 import io
 import re
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tasks.logs.errors import LogsError
 
 COLUMNS = ["timestamp", "node", "content", "label"]
 MAX_EXAMPLES = 5
@@ -50,54 +57,94 @@ class _Collector:
 
 def _finish(frame: pd.DataFrame, malformed: int, examples: list[str], source: Path) -> Loaded:
     if frame.empty:
-        raise ValueError(f"{source}: no valid log lines ({malformed} malformed; e.g. {examples[:2]})")
+        raise LogsError(f"{source}: no valid log lines ({malformed} malformed; e.g. {examples[:2]}); "
+                        "check the dataset's `format` in logs.datasets")
     frame = frame.astype({"timestamp": "float64", "content": "str"})
     frame["node"] = frame["node"].astype("string")
     frame["label"] = frame["label"].astype("Int8")
     return Loaded(frame.reset_index(drop=True), malformed, examples)
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"log file {path} not found")
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
 
 
-def _lines(path: Path, max_lines: int | None):
-    with _open_text(path) as handle:
-        for i, line in enumerate(handle):
-            if max_lines is not None and i >= max_lines:
-                return
-            yield line.rstrip("\r\n")
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Turn a failure deep in gzip / the CSV or Parquet reader into one line naming the file."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise LogsError(f"{path} is truncated or corrupt ({type(exc).__name__}: {_first_line(exc)}); "
+                        "copy or download it again") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise LogsError(f"{path} cannot be read as CSV ({type(exc).__name__}: {_first_line(exc)}); "
+                        "check the file and the dataset's `format`") from exc
 
 
-def load_bgl(path: str | Path, max_lines: int | None = None) -> Loaded:
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _lines(path: Path, max_lines: int | None) -> Iterator[str]:
+    _require_file(path)
+    with readable(path):
+        raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+        with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as handle:
+            for i, line in enumerate(handle):
+                if max_lines is not None and i >= max_lines:
+                    return
+                yield line.rstrip("\r\n")
+
+
+def check_readable(path: Path) -> None:
+    """Read the whole file once: a truncated .gz shows only at its end."""
+    _require_file(path)
+    with readable(path), (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+        while handle.read(1 << 20):
+            pass
+
+
+Row = tuple[int, str, str, int]  # epoch, node, content, label
+
+
+def bgl_row(line: str) -> Row | None:
     """loghub BGL: `label epoch date node time noderepeat type component level content...`.
 
     The first field is `-` for normal lines, otherwise the alert tag (anomaly).
     """
+    parts = line.split(" ", 9)
+    if len(parts) < 9 or not parts[1].isdigit():
+        return None
+    return int(parts[1]), parts[3], parts[9] if len(parts) == 10 else "", int(parts[0] != "-")
+
+
+def thunderbird_row(line: str) -> Row | None:
+    """loghub Thunderbird: `label epoch date user month day time location content...`."""
+    parts = line.split(" ", 8)
+    if len(parts) < 9 or not parts[1].isdigit() or not parts[0]:
+        return None
+    return int(parts[1]), parts[3], parts[8], int(parts[0] != "-")
+
+
+def _load_rows(path: Path, max_lines: int | None, row: Callable[[str], Row | None]) -> Loaded:
     out = _Collector()
-    for line in _lines(Path(path), max_lines):
-        parts = line.split(" ", 9)
-        if len(parts) < 9 or not parts[1].isdigit():
+    for line in _lines(path, max_lines):
+        parsed = row(line)
+        if parsed is None:
             out.bad(line, "expected >= 9 space-separated fields with an epoch in field 2")
-            continue
-        content = parts[9] if len(parts) == 10 else ""
-        out.rows.append((int(parts[1]), parts[3], content, int(parts[0] != "-")))
-    return out.result(Path(path))
+        else:
+            out.rows.append(parsed)
+    return out.result(path)
+
+
+def load_bgl(path: str | Path, max_lines: int | None = None) -> Loaded:
+    return _load_rows(Path(path), max_lines, bgl_row)
 
 
 def load_thunderbird(path: str | Path, max_lines: int | None = None) -> Loaded:
-    """loghub Thunderbird: `label epoch date user month day time location content...`."""
-    out = _Collector()
-    for line in _lines(Path(path), max_lines):
-        parts = line.split(" ", 8)
-        if len(parts) < 9 or not parts[1].isdigit() or not parts[0]:
-            out.bad(line, "expected >= 9 space-separated fields with an epoch in field 2")
-            continue
-        out.rows.append((int(parts[1]), parts[3], parts[8], int(parts[0] != "-")))
-    return out.result(Path(path))
+    return _load_rows(Path(path), max_lines, thunderbird_row)
 
 
 HDFS_LINE = re.compile(r"^(\d{6}) (\d{6}) (\d+) (\w+) ([^:]+): (.*)$")
@@ -106,13 +153,15 @@ BLOCK = re.compile(r"blk_-?\d+")
 
 def read_block_labels(path: str | Path) -> dict[str, int]:
     """loghub HDFS `anomaly_label.csv`: BlockId,Label with Label in {Normal, Anomaly}."""
-    frame = pd.read_csv(path)
+    _require_file(Path(path))
+    with readable(Path(path)):
+        frame = pd.read_csv(path)
     missing = {"BlockId", "Label"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)} (expected BlockId,Label)")
+        raise LogsError(f"{path}: missing columns {sorted(missing)} (expected BlockId,Label as in loghub's anomaly_label.csv)")
     bad = ~frame["Label"].isin(["Normal", "Anomaly"])
     if bad.any():
-        raise ValueError(f"{path}: Label must be Normal or Anomaly, found {frame.loc[bad, 'Label'].unique()[:5].tolist()}")
+        raise LogsError(f"{path}: Label must be Normal or Anomaly, found {frame.loc[bad, 'Label'].unique()[:5].tolist()}")
     return dict(zip(frame["BlockId"], (frame["Label"] == "Anomaly").astype(int)))
 
 
@@ -153,25 +202,34 @@ def load_generic(path: str | Path, max_lines: int | None = None) -> Loaded:
     """
     path = Path(path)
     if path.suffix == ".parquet":
-        if not path.is_file():
-            raise FileNotFoundError(f"log file {path} not found")
-        frame = pd.read_parquet(path)
+        frame = _read_parquet(path)
         if max_lines:
             frame = frame.head(max_lines)
         return _from_frame(frame, path, 0, [])
     return _load_csv(path, None, None, None, max_lines)
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow
+
+    _require_file(path)
+    try:
+        return pd.read_parquet(path)
+    except (pyarrow.ArrowException, OSError) as exc:
+        raise LogsError(f"{path} cannot be read as Parquet ({type(exc).__name__}: {_first_line(exc)}); "
+                        "check the file and the dataset's `format`") from exc
+
+
 def _load_csv(path: Path, time_col, text_col, label_col, max_lines) -> Loaded:
-    if not path.is_file():
-        raise FileNotFoundError(f"log file {path} not found")
+    _require_file(path)
     bad: list[list[str]] = []
 
     def on_bad(fields: list[str]) -> None:
         bad.append(fields)
 
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=max_lines,
-                        engine="python", on_bad_lines=on_bad, quoting=csv.QUOTE_MINIMAL)
+    with readable(path):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], nrows=max_lines,
+                            engine="python", on_bad_lines=on_bad, quoting=csv.QUOTE_MINIMAL)
     examples = [f"wrong number of fields: {','.join(f)[:120]!r}" for f in bad[:MAX_EXAMPLES]]
     rename = {}
     if time_col:
@@ -183,7 +241,8 @@ def _from_frame(frame: pd.DataFrame, path: Path, malformed: int, examples: list[
     cols = {c.lower(): c for c in frame.columns}
     text = cols.get("content") or cols.get("message")
     if "timestamp" not in cols or text is None:
-        raise ValueError(f"{path}: needs a `timestamp` and a `content` or `message` column, found {list(frame.columns)}")
+        raise LogsError(f"{path}: needs a `timestamp` and a `content` or `message` column, found {list(frame.columns)}; "
+                        "check the dataset's `format`")
     stamps = _to_epoch(frame[cols["timestamp"]])
     content = frame[text]
     ok = stamps.notna() & content.notna()
@@ -220,5 +279,52 @@ def load(fmt: str, path: str | Path, labels: str | Path | None = None, max_lines
     if fmt == "hdfs":
         return load_hdfs(path, labels, max_lines)
     if fmt not in LOADERS:
-        raise ValueError(f"unknown log format {fmt!r}; choose from {sorted([*LOADERS, 'hdfs'])}")
+        raise LogsError(f"unknown log format {fmt!r}; choose from {sorted([*LOADERS, 'hdfs'])}")
     return LOADERS[fmt](path, max_lines)
+
+
+def read_labels(fmt: str, path: str | Path, labels: str | Path | None = None, max_lines: int | None = None) -> pd.Series | None:
+    """Only the ground truth (1 anomaly, 0 normal, <NA> unknown), read in one cheap pass that also
+    proves the file readable in its format; None where the dataset carries no labels. HDFS: the
+    block labels of `labels` (its log is read through, its first lines parsed)."""
+    path = Path(path)
+    if fmt in ("bgl", "thunderbird"):
+        row = bgl_row if fmt == "bgl" else thunderbird_row
+        found = [parsed[3] for parsed in map(row, _lines(path, max_lines)) if parsed is not None]
+        if not found:
+            _load_rows(path, max_lines, row)  # raises the loader's "no valid log lines" error
+        return pd.Series(found, dtype="Int8")
+    if fmt == "hdfs":
+        check_readable(path)
+        load_hdfs(path, None, max_lines=1000)  # its first lines fit the format
+        return pd.Series(list(read_block_labels(labels).values()), dtype="Int8") if labels else None
+    if fmt == "spirit":
+        return _to_label(_csv_column(path, "t", max_lines))
+    if fmt == "generic":
+        return _generic_labels(path, max_lines)
+    raise LogsError(f"unknown log format {fmt!r}; choose from {sorted([*LOADERS, 'hdfs'])}")
+
+
+def _csv_column(path: Path, column: str, max_lines: int | None) -> pd.Series:
+    _require_file(path)
+    with readable(path):
+        frame = pd.read_csv(path, usecols=lambda c: c == column, dtype=str, keep_default_na=False, na_values=[""],
+                            nrows=max_lines, on_bad_lines="skip")
+    if column not in frame.columns:
+        raise LogsError(f"{path}: no `{column}` column; check the dataset's `format`")
+    return frame[column]
+
+
+def _generic_labels(path: Path, max_lines: int | None) -> pd.Series | None:
+    if path.suffix == ".parquet":
+        frame = _read_parquet(path).iloc[:max_lines]
+        label = next((c for c in frame.columns if c.lower() == "label"), None)
+        return None if label is None else _to_label(frame[label])
+    _require_file(path)
+    with readable(path):
+        names = pd.read_csv(path, nrows=0).columns
+    label = next((c for c in names if c.lower() == "label"), None)
+    if label is None:
+        check_readable(path)
+        return None
+    return _to_label(_csv_column(path, label, max_lines))

@@ -15,7 +15,8 @@ and weak labels only, never the ground truth (LogLAB's notebook takes the same m
 true labels).
 
 Training and scoring run on distinct token sequences with their counts as weights (300k Spirit
-lines are ~13k sequences), batched by length, under bf16 autocast when enabled.
+lines are ~13k sequences), batched by length, under bf16 autocast where `precision` resolves to
+bf16 (`auto`: only on a CPU where bf16 is fast; on an AVX2-only CPU it is tens of times slower).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tasks.common.precision import resolve_precision
 from tasks.common.progress import Progress
 from tasks.logs.config import PullConfig
 from tasks.logs.data import Detection, LogData, seq_counts, weighted_quantile
@@ -90,6 +92,7 @@ class PullTrainer:
     def __init__(self, data: LogData, cfg: PullConfig, max_len: int, seed: int):
         torch.manual_seed(seed)
         self.cfg, self.rng = cfg, np.random.default_rng(seed)
+        self.precision = resolve_precision(cfg.precision, "cpu")
         self.vocab = Vocab(data.seq_tokens, seq_counts(data, data.train) > 0)
         self.encoded = [self.vocab.encode(s) for s in data.seq_tokens]
         self.lengths = np.array([len(e) for e in self.encoded])
@@ -98,7 +101,7 @@ class PullTrainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=1e-4)
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def fit(self, w_normal: np.ndarray, w_unknown: np.ndarray, epochs: int, label: str) -> float:
         """Weighted HSC training over the sequences with any weight; returns the last epoch's loss."""
@@ -166,7 +169,8 @@ def run_pull(data: LogData, cfg: PullConfig, max_len: int, seed: int = 0, rounds
     scores = trainer.score()[data.seq]
     score_s = time.perf_counter() - t0
     return Detection(name, scores, (scores > threshold).astype(np.int8), threshold, train_s, score_s,
-                     {"rounds": len(history), "history": history, "sequences": len(data.seq_tokens)})
+                     {"rounds": len(history), "history": history, "sequences": len(data.seq_tokens),
+                      "precision": trainer.precision})
 
 
 def pu_threshold(seq_scores: np.ndarray, normal: np.ndarray, presumed: np.ndarray) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.llm.tasks.base import Conversation, ListTask, TaskDataError
-from tasks.llm.tasks.sources import locate, read_rows, require
+from tasks.llm.datasets.base import Conversation, ListTask, TaskDataError
+from tasks.llm.datasets.sources import locate, read_rows, require
 
 ANSWER_RE = re.compile(r"#### (-?[0-9.,]+)")
 CALC_RE = re.compile(r"(<<[^>]*>>)")

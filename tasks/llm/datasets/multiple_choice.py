@@ -16,8 +16,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from tasks.llm.tasks.base import Conversation, ListTask, TaskDataError
-from tasks.llm.tasks.sources import locate, read_rows, require
+from tasks.llm.datasets.base import Conversation, ListTask, TaskDataError
+from tasks.llm.datasets.sources import locate, read_rows, require
 
 LETTERS = "ABCDEFGHIJ"
 

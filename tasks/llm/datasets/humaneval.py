@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks.llm.tasks.base import Conversation, ListTask, TaskDataError
-from tasks.llm.tasks.sources import locate, read_rows, require
+from tasks.llm.datasets.base import Conversation, ListTask, TaskDataError
+from tasks.llm.datasets.sources import locate, read_rows, require
 
 FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution": str, "test": str}
 CODE_BLOCK_RE = re.compile(r"```(?:python|py)?\n(.*?)(?:```|$)", re.DOTALL)

@@ -1,4 +1,4 @@
-"""Tasks for midtraining, SFT and evaluation, and mixtures of them.
+"""Task datasets (conversations) for midtraining, SFT and evaluation, and mixtures of them.
 
 `build_task("gsm8k", split="train")` / `build_mixture({"addition": 1.0, "gsm8k": 0.5}, "train")`
 are how configs (params.yaml `llm.midtrain` / `llm.sft` / `llm.eval`) name tasks.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tasks.llm.tasks.base import Conversation, Task, TaskDataError, TaskMixture
-from tasks.llm.tasks.gsm8k import GSM8K
-from tasks.llm.tasks.humaneval import HumanEval
-from tasks.llm.tasks.multiple_choice import ARC, MMLU
-from tasks.llm.tasks.synthetic import Addition, Counting, Reverse, Spelling
+from tasks.llm.datasets.base import Conversation, Task, TaskDataError, TaskMixture
+from tasks.llm.datasets.gsm8k import GSM8K
+from tasks.llm.datasets.humaneval import HumanEval
+from tasks.llm.datasets.multiple_choice import ARC, MMLU
+from tasks.llm.datasets.synthetic import Addition, Counting, Reverse, Spelling
 
 TASKS: dict[str, type[Task]] = {
     "gsm8k": GSM8K, "humaneval": HumanEval, "mmlu": MMLU, "arc": ARC,

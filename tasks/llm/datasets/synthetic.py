@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 
-from tasks.llm.tasks.base import Conversation, Task
+from tasks.llm.datasets.base import Conversation, Task
 
 WORDS = list(dict.fromkeys("""
 apple house river green water light night music paper money story table friend garden window

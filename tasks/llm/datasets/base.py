@@ -12,10 +12,12 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from tasks.common.errors import InputError
+
 Conversation = dict[str, Any]
 
 
-class TaskDataError(ValueError):
+class TaskDataError(InputError):
     """A task file that is missing, malformed or empty."""
 
 

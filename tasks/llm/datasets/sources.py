@@ -16,7 +16,7 @@ from typing import Any
 from tasks.common.paths import data_dir as find_data_dir
 from tasks.common.paths import project_root
 from tasks.llm.corpus import CorpusError, fetch
-from tasks.llm.tasks.base import TaskDataError
+from tasks.llm.datasets.base import TaskDataError
 
 HF = "https://huggingface.co/datasets"
 URLS = {

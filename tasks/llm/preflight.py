@@ -1,0 +1,88 @@
+"""Checks each LLM stage runs before any server, Ray worker or training starts.
+
+Everything that can be known from the config and the files on disk is checked here, so a bad
+input costs a second and one line, not a Ray start-up and a traceback. The stages run the same
+checks again when started from the Prefect UI (they are cheap).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.common.errors import InputError
+from tasks.common.paths import project_root
+from tasks.common.registry import is_model_uri
+from tasks.llm.checkpoint import read_meta, resolve_checkpoint
+from tasks.llm.config import ChatStageConfig, EvalConfig, PretrainConfig, StudyConfig, TokenizerConfig
+from tasks.llm.shards import TokenShards
+
+
+def _absolute(path: str) -> Path:
+    return Path(path) if Path(path).is_absolute() else project_root() / path
+
+
+def check_tokens(tokens_dir: str) -> None:
+    for split in ("train", "val"):
+        TokenShards(_absolute(tokens_dir), split)
+
+
+def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
+    """Batch plan, compiler, and the out-dir rule (no run over an earlier one; resume point)."""
+    from tasks.llm.train import require_cpp_compiler, check_out_dir, choose_resume, plan
+
+    steps, _ = plan(cfg, None)
+    if cfg.compile:
+        require_cpp_compiler()
+    check_out_dir(cfg, out_dir)
+    if cfg.resume:
+        choose_resume(cfg, out_dir, steps, log=log)
+
+
+def check_pretrain(cfg: PretrainConfig, log=print) -> None:
+    check_tokens(cfg.tokens_dir)
+    check_training(cfg, _absolute(cfg.out_dir).resolve(), log)
+
+
+def check_checkpoint(path: str, what: str) -> dict:
+    """The meta of a checkpoint that exists, parses and names a tokenizer file that exists."""
+    meta = read_meta(path if is_model_uri(path) else resolve_checkpoint(_absolute(path)))
+    tokenizer = meta.get("tokenizer") or ""
+    if not tokenizer or not Path(tokenizer).is_file():
+        raise InputError(f"{what} {path} names tokenizer {tokenizer!r}, which does not exist; "
+                         "re-run the stage that wrote it")
+    return meta
+
+
+def check_chat_stage(stage: str, cfg: ChatStageConfig, log=print) -> None:
+    check_checkpoint(cfg.init_from, f"llm.{stage}.init_from")
+    check_training(cfg, _absolute(cfg.out_dir).resolve(), log)
+
+
+def check_eval(cfg: EvalConfig) -> None:
+    check_checkpoint(cfg.checkpoint, "llm.eval.checkpoint")
+    if cfg.bpb_tokens:
+        TokenShards(_absolute(cfg.tokens_dir), "val")
+
+
+def check_study(study: StudyConfig) -> None:
+    """No study over an earlier one unless asked: every stage folder of every arm is checked."""
+    from tasks.llm.study_report import STAGES, arm_name
+    from tasks.llm.train import previous_run
+
+    root = _absolute(study.out_dir).resolve()
+    for modes in study.arms:
+        for i, stage in enumerate(STAGES):
+            earlier = previous_run(root / arm_name(list(modes[: i + 1])) / stage)
+            if earlier and not study.overwrite:
+                raise InputError(f"{root} already holds a study ({arm_name(list(modes[: i + 1]))}/{stage}: {earlier}); "
+                                 "pass --overwrite to replace it, or choose another folder with --set out_dir=...")
+
+
+def check_tokenize(cfg: TokenizerConfig, data_dir: str | None) -> None:
+    from tasks.llm.corpus import corpus_files
+    from tasks.llm.tokenize import GENERATED, resolve_corpus
+
+    entries = resolve_corpus(cfg.model_copy(update={"download_shards": 0}), data_dir)
+    files = [e for e in entries if e != GENERATED]
+    if files:
+        corpus_files(files)
