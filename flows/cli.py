@@ -1,9 +1,8 @@
-"""The `seedflow` command: one sub-command per pipeline, plus `bench`, `demo`, `serve`.
+"""The `seedflow` command: a sub-command per registered pipeline, plus `bench`, `demo`, `serve`.
 
-Heavy imports (torch, ray, prefect, mlflow) happen inside the commands so `--help` is instant.
-Each pipeline's commands live in `flows/<pipeline>_cli.py` and are registered here. `run` is the
-entry point: any error ends the command with one line on stderr (exit 2 for bad input, 1 for
-anything else); `--debug` anywhere on the line, or SEEDFLOW_DEBUG=1, shows the traceback instead.
+`run` is the entry point: the app is built from flows/registry.py inside it, so that any error,
+a broken params.yaml included, ends the command with one line on stderr (exit 2 for bad input,
+1 for anything else); `--debug` anywhere on the line, or SEEDFLOW_DEBUG=1, shows the traceback.
 """
 
 from __future__ import annotations
@@ -13,26 +12,37 @@ import sys
 
 import typer
 
-from flows import data_cli, forecast_cli, llm_cli, logs_cli
-
-app = typer.Typer(help="seedflow: Prefect flows on Ray, tracked in MLflow, reproduced with DVC.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
-
-app.command("forecast")(forecast_cli.forecast)
-bench_app.command("forecast")(forecast_cli.bench)
-app.add_typer(llm_cli.app, name="llm")
-bench_app.command("pretrain")(llm_cli.bench_pretrain)
-bench_app.command("llm-study")(llm_cli.bench_study)
-app.add_typer(logs_cli.app, name="logs")
-app.add_typer(data_cli.app, name="data")
-bench_app.command("logs")(logs_cli.bench)
-
-DEMOS = [forecast_cli.demo, llm_cli.demo, logs_cli.demo]
+DEMO_DATA_DIR = typer.Option(None, help="Public datasets folder (default: SEEDFLOW_DATA or ../shared/datasets).")
 
 
-@app.callback()
+def build_app(names: list[str] | None = None) -> typer.Typer:
+    """The root command with the sub-app, benchmarks and demo of every pipeline in the registry."""
+    from flows.runtime import apply_prefect_env
+
+    apply_prefect_env()  # before any pipeline module imports Prefect: it reads its settings then
+    from flows.registry import pipelines
+
+    modules = pipelines(names)
+    app = typer.Typer(help="seedflow: Prefect flows on Ray, tracked in MLflow, reproduced with DVC.",
+                      no_args_is_help=True, pretty_exceptions_enable=False)
+    bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
+    app.add_typer(bench_app, name="bench")
+    for name, module in modules.items():
+        app.add_typer(module.app, name=name)
+        for bench_name, bench in getattr(module, "BENCHES", {}).items():
+            bench_app.command(bench_name)(bench)
+    demos = [module.demo for module in modules.values() if hasattr(module, "demo")]
+
+    @app.command("demo")
+    def demo(data_dir: str = DEMO_DATA_DIR) -> None:
+        """Run every pipeline end to end at small scale and print where the results are."""
+        run_demos(demos, data_dir)
+
+    app.callback()(main)
+    app.command()(serve)
+    return app
+
+
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks (also SEEDFLOW_DEBUG=1); allowed anywhere.")) -> None:
     """Process-wide settings, applied before torch or scikit-learn load their OpenMP runtime."""
     if debug:
@@ -42,24 +52,18 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks (als
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-@app.command()
-def demo(data_dir: str = typer.Option(None, help="Public datasets folder (default: SEEDFLOW_DATA or ../shared/datasets).")) -> None:
-    """Run every pipeline end to end at small scale and print where the results are."""
-    from tasks.common.prefect_api import prefect_api  # one server for every pipeline's flows
+def run_demos(demos: list, data_dir: str | None) -> None:
+    from flows.runtime import prefect_api
+    from tasks.common.tracking import tracking_uri
 
-    summaries = []
-    with prefect_api():
-        for run_demo in DEMOS:
-            summaries.append(run_demo(data_dir))
+    with prefect_api():  # one server for every pipeline's flows
+        summaries = [run_demo(data_dir) for run_demo in demos]
     typer.echo("\nDemo finished. Results:")
     for line in summaries:
         typer.echo(f"  {line}")
-    from tasks.common.tracking import tracking_uri
-
     typer.echo(f"  MLflow store: {tracking_uri()}  (browse: make mlflow-ui, then http://127.0.0.1:5000)")
 
 
-@app.command()
 def serve() -> None:
     """Serve every flow as a deployment so runs can be triggered from the Prefect UI.
 
@@ -80,10 +84,10 @@ def run() -> None:
         sys.argv.remove("--debug")
         os.environ["SEEDFLOW_DEBUG"] = "1"
     if debug_enabled():
-        app()
+        build_app()()
         return
     try:
-        app(standalone_mode=False)
+        build_app()(standalone_mode=False)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)

@@ -1,22 +1,22 @@
-"""Deployments for the Prefect UI: `seedflow serve` serves every flow from one process.
+"""Deployments for the Prefect UI: `seedflow serve` serves every registered pipeline's flows.
 
-Runs start about ten seconds after a click in the UI (the runner's poll interval); parameters
-are the flow's `overrides` (dotted params.yaml keys) and `data_dir`.
+Runs start about ten seconds after a click in the UI (the runner's poll interval). Each flow is
+loaded by its module path (`flows.llm.llm_midtrain`), not its file name, so the Ray workers it
+starts can import the same module.
 """
 
 from __future__ import annotations
 
 from prefect import serve
+from prefect.deployments.runner import EntrypointType
+
+from flows.registry import pipelines
 
 
-def all_flows():
-    from flows.forecast import forecast_flow
-    from flows.llm import llm_pretrain, llm_tokenize
-    from flows.llm_stages import llm_eval, llm_midtrain, llm_sft, llm_study
-    from flows.logs import logs_flow
-
-    return [forecast_flow, llm_tokenize, llm_pretrain, logs_flow, llm_midtrain, llm_sft, llm_eval, llm_study]
+def all_flows() -> list:
+    return [flow for module in pipelines().values() for flow in getattr(module, "FLOWS", [])]
 
 
 def serve_all() -> None:
-    serve(*(flow.to_deployment(name=f"{flow.name}-local", tags=["seedflow"]) for flow in all_flows()))
+    serve(*(flow.to_deployment(name=f"{flow.name}-local", tags=["seedflow"], entrypoint_type=EntrypointType.MODULE_PATH)
+            for flow in all_flows()))

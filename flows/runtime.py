@@ -11,10 +11,13 @@
   deserialise a result under load; a bad input or a bug fails at once.
 - `relay_lines(path, log)`: lines a Ray actor appends to a file (training progress) go to the
   flow run's log, so a run started from the UI shows its progress there.
+- `worker_runs_end_with_flow()`: tags for the MLflow runs that Ray workers create for this flow
+  run; if the flow fails or is interrupted, those still RUNNING are ended as FAILED.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import os
 import signal
@@ -34,6 +37,7 @@ from tasks.common.ports import free_port
 from tasks.common.ray_runtime import ray_address, ray_init_kwargs
 
 STARTUP_TIMEOUT_S = 90
+PR_SET_PDEATHSIG = 1
 TRANSIENT = ("RaySystemError", "WorkerCrashedError", "ActorDiedError", "NodeDiedError", "ObjectLostError",
              "OwnerDiedError", "ObjectFetchTimedOutError", "LocalRayletDiedError", "SystemError")
 
@@ -69,13 +73,23 @@ def _wait_healthy(api_url: str, timeout: float, proc: subprocess.Popen) -> None:
     raise TimeoutError(f"prefect server at {api_url} not healthy after {timeout:.0f}s")
 
 
+def _die_with_parent() -> None:
+    """In the server's process: Linux ends it when the command that started it dies, however it dies
+    (Prefect's engine re-raises SIGTERM with the default handler, so no `finally` runs then)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the `finally` below still stops it on a normal exit
+        pass
+
+
 def _start_server(port: int) -> subprocess.Popen:
     log_path = project_root() / ".prefect" / "server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **prefect_env()}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            env={**os.environ, **prefect_env()}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
 
 
 @contextmanager
@@ -127,11 +141,20 @@ def prefect_api() -> Iterator[str]:
                     _flush_run_logs()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
-        proc.terminate()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """The server and the processes it started (its own session, so its own process group)."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
         try:
-            proc.wait(timeout=20)
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
+            continue
 
 
 def run_flow(target: str, **params: Any) -> Any:
@@ -186,3 +209,17 @@ def relay_lines(path: str | Path, log: Callable[[str], None], every_s: float = 1
     finally:
         done.set()
         thread.join(timeout=10)
+
+
+@contextmanager
+def worker_runs_end_with_flow() -> Iterator[dict[str, str]]:
+    from prefect.runtime import flow_run
+
+    from tasks.common.tracking import fail_open_runs
+
+    tags = {"prefect_flow_run_id": str(flow_run.id)}
+    try:
+        yield tags
+    except BaseException:
+        fail_open_runs("prefect_flow_run_id", tags["prefect_flow_run_id"])
+        raise

@@ -40,12 +40,12 @@ def mlflow_store(tmp_path, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory):
     """A real Prefect API for the session, with its own PREFECT_HOME."""
-    from tasks.common import prefect_api
+    from flows.runtime import prefect_api
 
     home = tmp_path_factory.mktemp("prefect_home")
     os.environ["PREFECT_HOME"] = str(home)
     os.environ.pop("PREFECT_API_URL", None)
-    with prefect_api.prefect_api() as url:
+    with prefect_api() as url:
         yield url
 
 

@@ -28,7 +28,7 @@ def seedflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     (["llm", "pretrain", "--mode", "bogus"], "llm.pretrain.mode"),
     (["llm", "pretrain", "--set", "tokens_dir=/nonexistent"], "/nonexistent holds no token shards"),
     (["llm", "eval", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
-    (["forecast", "--set", "tune.nope=1"], "unknown parameter 'forecast.tune.nope'"),
+    (["forecast", "run", "--set", "tune.nope=1"], "unknown parameter 'forecast.tune.nope'"),
     (["logs", "run", "--set", "pull.nope=1"], "unknown parameter 'logs.pull.nope'"),
 ])
 def test_bad_input_is_one_line_before_any_server(tmp_path, args, message):
@@ -37,7 +37,7 @@ def test_bad_input_is_one_line_before_any_server(tmp_path, args, message):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
-    assert not (tmp_path / ".prefect").exists()  # no Prefect server was started (nor Ray: it comes after)
+    assert not (tmp_path / ".prefect" / "server.log").exists()  # no Prefect server was started (nor Ray: it comes after)
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -65,7 +65,7 @@ def test_local_ray_workers_inherit_the_environment_at_init(monkeypatch):
 def test_only_transient_ray_failures_are_retried():
     from prefect.states import Failed
 
-    from flows.retry import transient_ray_failure
+    from flows.runtime import transient_ray_failure
     from tasks.common.errors import InputError
 
     assert transient_ray_failure(None, None, Failed(data=SystemError("error return without exception set")))

@@ -37,3 +37,5 @@ def test_forecast_flow_on_ray_end_to_end(shared_data, prefect_server, mlflow_sto
     gru_run = children[children["tags.model"] == "gru"]["run_id"].item()
     artifacts = {a.path for a in client.list_artifacts(gru_run)}
     assert {"forecast_vs_actual.png", "model"} <= artifacts
+    [version] = client.search_model_versions("name = 'seedflow-forecast-taxi_1h'")  # the best of the series
+    assert version.tags["smape"] == f"{board['smape'].min():.4f}" and version.tags["model"] in set(board["model"])

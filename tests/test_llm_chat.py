@@ -160,9 +160,10 @@ def test_source_spec_and_bad_settings(tok):
 def test_visualize_and_tasks_command(tok):
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from flows.cli import build_app
     from tasks.llm.chat import visualize
 
+    app = build_app()
     chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
     shown = visualize(tok, *render_conversation(tok, chat))
     assert shown == "[<|bos|><|user_start|>Hi<|user_end|><|assistant_start|>]Yo<|assistant_end|>"

@@ -39,7 +39,7 @@ def tiny_study(tmp_path, tokens) -> dict:
 def test_study_flow_end_to_end(tmp_path, tiny_tokens, prefect_server, ray_local, mlflow_store):
     import mlflow
 
-    from flows.llm_stages import llm_study
+    from flows.llm import llm_study
 
     result = llm_study(overrides=tiny_study(tmp_path, tiny_tokens))
     numbers = result["numbers"]

@@ -49,11 +49,15 @@ def test_logs_flow_bgl_2k(shared_data, prefect_server, ray_local, mlflow_store, 
     assert metrics["pull_precision"] == {"requested": "auto", "used": used} and metrics["hardware"]["cpu"] == parent["tags.cpu"]
     pull_rows = [r for r in result["rows"] if r["model"] in ("pull", "loglab")]
     assert pull_rows and all(r["info"]["precision"] == used for r in pull_rows)
+    [version] = mlflow.MlflowClient().search_model_versions("name = 'seedflow-logs-bgl_2k'")  # the best detector
+    assert version.tags["f1"] == f"{table['f1'].max():.4f}" and version.run_id in set(runs["run_id"])
 
 
 def test_logs_flow_without_labelled_anomalies_skips_and_says_so(prefect_server, ray_local, mlflow_store, tmp_path):
     """Thunderbird_2k-like: labelled, no anomaly, real failure windows from an incidents file.
     The other models still run; `supervised` is skipped and P/R/F1 are blank, each with its reason."""
+    import mlflow
+
     from flows.logs import logs_flow
     from test_logs_checks import thunderbird
 
@@ -72,3 +76,4 @@ def test_logs_flow_without_labelled_anomalies_skips_and_says_so(prefect_server, 
     assert result["best"] == [] and set(result["parse"]["tbird"]["label_gaps"]) == {"supervised", "metrics"}
     trained = [r for r in result["rows"] if r["model"] != "supervised"]
     assert all(r["train_s"] >= 0 and r["window_share"] > 0 for r in trained)
+    assert mlflow.MlflowClient().search_registered_models() == []  # no valid F1: no best detector to register

@@ -87,12 +87,13 @@ def test_taxonomy_constructed_example():
     assert types.tolist() == ["", "", "", "attribute", "template", "", "contextual"]
 
 
-def test_baselines_on_slice(spirit_slice):
+def test_baselines_on_slice(spirit_slice, tmp_path):
     from tasks.logs.config import LogsConfig
 
     parsed, labels, weak = spirit_slice
     data = prepare(parsed.drop(columns=["label"]), weak, 0.8)
-    cfg = LogsConfig(datasets=[], run=[], window_sizes=[0], deeplog=DeepLogConfig(epochs=1), counts=CountConfig())
+    cfg = LogsConfig(datasets=[], run=[], window_sizes=[0], deeplog=DeepLogConfig(epochs=1), counts=CountConfig(),
+                     out_dir=str(tmp_path))  # where detect keeps the fitted detectors
     types = taxonomy(parsed["template_id"].to_numpy(), parsed["content"].to_numpy(), labels)
     results = {}
     for model in ("deeplog", "pca", "iforest", "invariants", "logcluster", "supervised"):

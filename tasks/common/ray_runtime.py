@@ -26,7 +26,7 @@ def ray_address() -> str:
 
 
 def ray_init_kwargs() -> dict:
-    """Keyword arguments for `ray.init(ray_address(), ...)` (and prefect-ray's RayTaskRunner)."""
+    """Keyword arguments for `ray.init(ray_address(), ...)` (and prefect-ray's RayTaskRunner, flows/runtime.py)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     kwargs: dict = {"ignore_reinit_error": True, "include_dashboard": False, "log_to_driver": True}
@@ -56,9 +56,3 @@ def cluster_cpus() -> int:
     ensure_ray()
     return int(ray.cluster_resources().get("CPU", 1))
 
-
-def task_runner():
-    """prefect-ray's RayTaskRunner on the same cluster settings."""
-    from prefect_ray import RayTaskRunner
-
-    return RayTaskRunner(address=ray_address(), init_kwargs=ray_init_kwargs())

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -43,11 +44,14 @@ def pins(*distributions: str) -> list[str]:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    """No artifact progress bars: they flood Prefect and Ray logs with carriage returns."""
+    """No artifact progress bars (they flood Prefect and Ray logs with carriage returns), and no advice
+    to add an input example or type hints: the signature is given, and an example would load the model."""
     before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*(input example was not provided|Add type hints)")
+            yield
     finally:
         if before is None:
             os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
@@ -108,8 +112,9 @@ def model_version(uri: str):
                 return max(versions, key=lambda v: int(v.version))
         else:
             return client.get_model_version(name, ref)
-    except MlflowException:
-        pass
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # a store that fails
+            raise
     raise RegistryError(f"{uri} does not exist in the MLflow registry {tracking_uri()}: {_what_exists(client, name)}")
 
 
@@ -121,8 +126,7 @@ def _what_exists(client, name: str) -> str:
         return (f"{name} has version(s) {shown}" + (f" and alias(es) {', '.join(aliases)}" if aliases else "")
                 + "; use one of those")
     names = sorted(m.name for m in client.search_registered_models())
-    return (f"no registered model {name!r}; registered: {', '.join(names) or 'none'} "
-            "(train a stage with register: true, or check the tracking URI)")
+    return f"no registered model {name!r}; registered: {', '.join(names) or 'none'} (check the name and MLFLOW_TRACKING_URI)"
 
 
 def cache_root() -> Path:
@@ -139,8 +143,8 @@ def download(uri: str, finish: Callable[[Path, Path], None] | None = None) -> Pa
 
     mv = model_version(uri)
     source = _client().get_model_version_download_uri(mv.name, mv.version)
-    stamp = {"name": mv.name, "version": mv.version, "source": source}
-    final = cache_root() / mv.name / mv.version
+    stamp = {"name": mv.name, "version": str(mv.version), "source": source}
+    final = cache_root() / mv.name / str(mv.version)
     if _stamp(final) == stamp:
         return final
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")

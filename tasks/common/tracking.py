@@ -58,3 +58,16 @@ def use_experiment(name: str, uri: str | None = None) -> str:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def fail_open_runs(tag: str, value: str, uri: str | None = None) -> int:
+    """End as FAILED every RUNNING run tagged `tag=value`: runs whose Ray worker was killed with its
+    driver cannot end themselves. Returns how many were ended."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri or tracking_uri())
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'") if experiments else []
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return len(runs)

@@ -108,11 +108,15 @@ def forecast_plot_png(result: ComboResult) -> bytes:
 
 
 def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[str, Any], out_dir: Path, run_name: str) -> str:
-    """A parent run for the study and a child run per combination; returns the parent run id."""
+    """A parent run for the study and a child run per combination; returns the parent run id.
+
+    With `log_models`, each child run holds its fitted model (`model/model.pkl` and an MLflow pyfunc
+    model), and the best model of each series is registered as `seedflow-forecast-<dataset>_<rate>`."""
     import mlflow
 
     from tasks.common.precision import hardware_tags
     from tasks.common.tracking import use_experiment
+    from tasks.forecast.registry import log_forecaster, register_best
 
     use_experiment(cfg.experiment)
     tags = {**hardware_tags(), "precision": "fp32"}  # the deep forecasters are small: fp32 everywhere
@@ -122,11 +126,13 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
         mlflow.log_metrics({f"mean_smape_{m}": v for m, v in stats["mean_smape"].items()})
         mlflow.log_artifact(str(out_dir / "leaderboard.csv"))
         mlflow.log_artifact(str(out_dir / "plots" / "mean_smape.png"))
+        logged = []
         with tempfile.TemporaryDirectory() as tmp:
             for result in results:
-                with mlflow.start_run(run_name=f"{result.dataset}_{result.rate}_{result.model}", nested=True, tags=tags):
-                    mlflow.set_tags({"dataset": result.dataset, "rate": result.rate, "model": result.model,
-                                     "walk_forward": result.walk_forward})
+                with mlflow.start_run(run_name=f"{result.dataset}_{result.rate}_{result.model}", nested=True,
+                                      tags=tags) as child:
+                    names = {"dataset": result.dataset, "rate": result.rate, "model": result.model}
+                    mlflow.set_tags({**names, "walk_forward": result.walk_forward})
                     mlflow.log_params({k: str(v)[:500] for k, v in result.params.items()})
                     mlflow.log_metrics(result.metrics)
                     plot = Path(tmp) / "forecast_vs_actual.png"
@@ -136,4 +142,10 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
                         model = Path(tmp) / "model.pkl"
                         model.write_bytes(result.model_bytes)
                         mlflow.log_artifact(str(model), artifact_path="model")
+                        info = log_forecaster(child.info.run_id, model, result.params["horizon"],
+                                              result.params["season"], names)
+                        logged.append((names, result.metrics["smape"], info))
+        registered = register_best(logged)
+        if registered:
+            mlflow.log_dict(registered, "registered_models.json")
         return parent.info.run_id

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from tasks.common.errors import InputError
 from tasks.llm.chat import render_conversation
 from tasks.llm.datasets import Task, TaskMixture, build_mixture
 from tasks.llm.tokenizer import Tokenizer
@@ -125,7 +126,8 @@ class PackedChatSource(_ChatSource):
             if done >= max_tokens:
                 return
         if done == 0:
-            raise ValueError(f"the val conversations hold fewer than one batch ({step + 1} tokens)")
+            raise InputError(f"the val conversations hold fewer than one batch ({step + 1} tokens); "
+                             "raise the val_tasks weights or lower device_batch_size / sequence_len")
 
 
 def _drop(segments: list[list[int]], n: int) -> None:

@@ -90,8 +90,8 @@ class PretrainConfig(StrictModel):
     checkpoint_every: int = Field(100, ge=0, description="steps between checkpoints; 0 = only at the end")
     resume: bool = Field(False, description="continue from the newest intact checkpoint in out_dir")
     overwrite: bool = Field(False, description="replace an earlier run in out_dir (otherwise such a run is refused)")
-    register: bool = Field(True, description="register the final model as a new version of seedflow-llm-<stage> "
-                                             "(it is logged to the run either way)")
+    register_model: bool = Field(True, description="register the final model as a new version of seedflow-llm-<stage> "
+                                                   "(it is logged to the run either way)")
 
     @model_validator(mode="after")
     def consistent(self) -> PretrainConfig:

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from tasks.common.errors import InputError
+
 Batch = tuple[torch.Tensor, torch.Tensor, dict]
 
 
@@ -109,6 +111,7 @@ class TokenStreamSource:
         data = self._split("val")
         n = self.batch_size * self.seq_len
         if len(data) < n + 1:
-            raise ValueError(f"the val split has {len(data)} tokens: fewer than one batch ({n + 1})")
+            raise InputError(f"the val split has {len(data)} tokens: fewer than one batch ({n + 1}); "
+                             "lower device_batch_size / sequence_len or tokenize more text")
         for start in range(0, min(max_tokens, len(data) - 1 - n) + 1, n):
             yield self._window(data, start)

@@ -101,6 +101,11 @@ def run_eval(cfg: EvalConfig, data_dir: str | None = None, show: int = 0) -> dic
     return record_eval(evaluate_checkpoint(cfg, data_dir=data_dir, show=show), cfg)
 
 
+def _short_name(checkpoint: str) -> str:
+    """`sft` for a folder, `seedflow-llm-sft-3` for `models:/seedflow-llm-sft/3`."""
+    return checkpoint.removeprefix("models:/").replace("/", "-") if is_model_uri(checkpoint) else Path(checkpoint).name
+
+
 def record_eval(result: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
     """Write the outputs of an evaluation and log them as one MLflow run in `cfg.experiment`."""
     import mlflow
@@ -109,7 +114,7 @@ def record_eval(result: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
 
     paths = write_eval_outputs(result, cfg.out_dir)
     use_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=f"eval-{Path(result['checkpoint']).name}") as run:
+    with mlflow.start_run(run_name=f"eval-{_short_name(result['checkpoint'])}") as run:
         mlflow.log_params({"checkpoint": result["checkpoint"], "max_examples": cfg.max_examples,
                            "tasks": ",".join(cfg.tasks), "precision": result["precision"]})
         mlflow.set_tags(hardware_tags())

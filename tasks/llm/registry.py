@@ -27,12 +27,12 @@ def registered_name(stage: str) -> str:
 
 
 def signature():
-    """Prompt strings in, completion strings out; sampling settings as optional params."""
+    """Prompt strings in, completion strings out (unnamed: a list or any one-column frame); sampling as params."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     kinds = {int: "long", float: "double"}
-    return ModelSignature(inputs=Schema([ColSpec("string", "prompt")]), outputs=Schema([ColSpec("string", "completion")]),
+    return ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema([ColSpec("string")]),
                           params=ParamSchema([ParamSpec(k, kinds[type(v)], v) for k, v in PARAMS.items()]))
 
 

@@ -85,7 +85,7 @@ def write_card(arms: dict[str, dict[str, Any]], out_dir: str | Path) -> dict[str
             "metrics": str(out / "metrics.json")}
 
 
-def start_arm_run(experiment: str, arm: str) -> str:
+def start_arm_run(experiment: str, arm: str, tags: dict[str, str] | None = None) -> str:
     """The arm's MLflow parent run (its stage runs are children); returns its id."""
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -94,7 +94,7 @@ def start_arm_run(experiment: str, arm: str) -> str:
     from tasks.common.tracking import use_experiment
 
     experiment_id = use_experiment(experiment)
-    tags = {"arm": arm, "study": "ddp-vs-diloco", **hardware_tags()}
+    tags = {"arm": arm, "study": "ddp-vs-diloco", **hardware_tags(), **(tags or {})}
     return MlflowClient(mlflow.get_tracking_uri()).create_run(experiment_id, run_name=f"study-{arm}", tags=tags).info.run_id
 
 

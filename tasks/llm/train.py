@@ -389,7 +389,7 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
             client.set_terminated(run_id, status="FAILED")
         raise
     summary.update(wall_seconds=time.perf_counter() - start, mlflow_run_id=run_id, out_dir=str(out))
-    _finish(summary, out, client, run_id, cfg.register)
+    _finish(summary, out, client, run_id, cfg.register_model)
     return summary
 
 

@@ -6,7 +6,8 @@ Only the supervised upper bound gets them, as a separate argument.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -85,3 +86,4 @@ class Detection:
     train_s: float
     score_s: float
     info: dict
+    fitted: Any = field(default=None, repr=False)  # the scoring half: `.score(LogData) -> (scores, predicted)`

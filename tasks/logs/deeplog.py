@@ -3,12 +3,14 @@ a line is anomalous when its template is not among the top-k predictions.
 
 Trained on the train part's known-normal targets (the history may hold anything). Distinct
 (history, next) pairs are trained and scored once, with their counts as weights. Lines are
-taken in global time order (per-node order would starve nodes with few lines).
+taken in global time order (per-node order would starve nodes with few lines). The fitted detector
+(`DeepLogModel`) scores any parsed lines the same way.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,13 +40,46 @@ def windows(codes: np.ndarray, history: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, history + 1)
 
 
+def template_codes(template: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """0 is the start padding, 1 a template unseen in training, 2.. the known templates."""
+    return pd.Series(template).map({t: i + 2 for i, t in enumerate(known)}).fillna(1).to_numpy(np.int64)
+
+
+@torch.no_grad()
+def pair_ranks(model: NextTemplate, pairs: np.ndarray, n_known: int) -> np.ndarray:
+    """Per (history, next) row: how many templates the model ranks above the next one."""
+    model.eval()
+    x_all, y_all = torch.from_numpy(pairs[:, :-1].copy()), torch.from_numpy(pairs[:, -1].copy())
+    rank = np.zeros(len(pairs))
+    for i in range(0, len(pairs), 4096):
+        logits = model(x_all[i : i + 4096])
+        target = logits.gather(1, y_all[i : i + 4096, None])
+        rank[i : i + 4096] = (logits > target).sum(1).numpy()
+    rank[pairs[:, -1] == 1] = n_known + 1  # unseen template: never predicted
+    return rank
+
+
+@dataclass
+class DeepLogModel:
+    """A fitted DeepLog: a line is anomalous when its template ranks `top_k` or lower after its history."""
+
+    known: np.ndarray
+    net: NextTemplate
+    history: int
+    top_k: int
+
+    def score(self, data: LogData) -> tuple[np.ndarray, np.ndarray]:
+        rows = windows(template_codes(data.template, self.known), self.history)
+        pairs, pair_of_line = np.unique(rows, axis=0, return_inverse=True)
+        scores = pair_ranks(self.net, pairs, len(self.known))[pair_of_line.ravel()]
+        return scores, (scores >= self.top_k).astype(np.int8)
+
+
 def run_deeplog(data: LogData, cfg: DeepLogConfig, seed: int = 0) -> Detection:
     torch.manual_seed(seed)
     start = time.perf_counter()
     known = np.unique(data.template[data.train])
-    code_of = {t: i + 2 for i, t in enumerate(known)}  # 0 pad, 1 template unseen in training
-    codes = pd.Series(data.template).map(code_of).fillna(1).to_numpy(np.int64)
-    rows = windows(codes, cfg.history)
+    rows = windows(template_codes(data.template, known), cfg.history)
     pairs, pair_of_line = np.unique(rows, axis=0, return_inverse=True)
     pair_of_line = pair_of_line.ravel()
     target_mask = data.train & (data.weak == 0)
@@ -73,16 +108,9 @@ def run_deeplog(data: LogData, cfg: DeepLogConfig, seed: int = 0) -> Detection:
     train_s = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    model.eval()
-    rank = np.zeros(len(pairs))
-    with torch.no_grad():
-        for i in range(0, len(pairs), 4096):
-            logits = model(x_all[i : i + 4096])
-            target = logits.gather(1, y_all[i : i + 4096, None])
-            rank[i : i + 4096] = (logits > target).sum(1).numpy()
-    rank[pairs[:, -1] == 1] = len(known) + 1  # unseen template: never predicted
-    scores = rank[pair_of_line]
+    scores = pair_ranks(model, pairs, len(known))[pair_of_line]
     score_s = time.perf_counter() - t0
     predicted = (scores >= cfg.top_k).astype(np.int8)
     return Detection("deeplog", scores, predicted, float(cfg.top_k), train_s, score_s,
-                     {"pairs": len(pairs), "templates": len(known), "precision": "fp32"})
+                     {"pairs": len(pairs), "templates": len(known), "precision": "fp32"},
+                     DeepLogModel(known, model, cfg.history, cfg.top_k))

@@ -18,6 +18,7 @@ import pandas as pd
 from tasks.common.atomic import write_frame, write_json
 from tasks.common.config import check_known_models
 from tasks.common.paths import data_dir as resolve_data_dir
+from tasks.common.paths import project_root
 from tasks.logs.config import MODELS, DatasetSpec, LogsConfig
 from tasks.logs.data import Detection, LogData, chronological
 from tasks.logs.errors import LogsError
@@ -102,14 +103,8 @@ def require_failure_windows(spec: DatasetSpec, labels: pd.Series | None) -> None
 
 
 def console_warning(message: str) -> None:
-    """A warning the user sees: the Prefect run log inside a flow or task, else stderr."""
-    from prefect import get_run_logger
-    from prefect.exceptions import MissingContextError
-
-    try:
-        get_run_logger().warning(message)
-    except MissingContextError:
-        print(f"warning: {message}", file=sys.stderr)
+    """A warning the user sees: on stderr, which a flow's `log_prints` also sends to the Prefect run log."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def malformed_warning(name: str, path: Path, malformed: int, lines: int, share: float) -> str | None:
@@ -171,7 +166,18 @@ def label_gaps(labels: np.ndarray, train: np.ndarray) -> dict[str, str]:
 
 
 def detect(model: str, data: LogData, cfg: LogsConfig, labels: np.ndarray | None = None) -> Detection:
-    """Fit one detector on the train part and score every line. Only `supervised` reads labels."""
+    """Fit one detector on the train part and score every line. Only `supervised` reads labels.
+
+    The fitted detector is kept as `<out_dir>/models/<model>-<digest>.pkl`, named by `info["model_file"]`:
+    the results rows carry it to the MLflow logging (tasks/logs/report.py), which logs it as a model."""
+    from tasks.logs.registry import save_fitted
+
+    det = _fit_and_score(model, data, cfg, labels)
+    det.info["model_file"] = str(save_fitted(det.fitted, model, project_root() / cfg.out_dir / "models"))
+    return det
+
+
+def _fit_and_score(model: str, data: LogData, cfg: LogsConfig, labels: np.ndarray | None) -> Detection:
     import torch
 
     torch.set_num_threads(1)

@@ -17,11 +17,13 @@ true labels).
 Training and scoring run on distinct token sequences with their counts as weights (300k Spirit
 lines are ~13k sequences), batched by length, under bf16 autocast where `precision` resolves to
 bf16 (`auto`: only on a CPU where bf16 is fast; on an AVX2-only CPU it is tens of times slower).
+The fitted detector (`PullModel`: vocabulary, encoder, threshold) scores any parsed lines the same way.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -83,6 +85,36 @@ def pad_all(encoded: list[list[int]]) -> torch.Tensor:
     return out
 
 
+@torch.no_grad()
+def sequence_scores(model: LineEncoder, ids: torch.Tensor, lengths: np.ndarray, batch_size: int,
+                    precision: str) -> np.ndarray:
+    """Distance to the centre per padded id row, in length-sorted batches (eval mode)."""
+    model.eval()
+    out = np.zeros(len(lengths))
+    for idx in length_batches(lengths, batch_size, None):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out[idx] = model(ids[idx, : lengths[idx].max()]).float().numpy()
+    return out
+
+
+@dataclass
+class PullModel:
+    """A fitted PULL / LogLAB detector: lines whose distance exceeds `threshold` are anomalies."""
+
+    vocab: Vocab
+    encoder: LineEncoder
+    threshold: float
+    precision: str
+    batch_size: int
+
+    def score(self, data: LogData) -> tuple[np.ndarray, np.ndarray]:
+        longest = self.encoder.pos.num_embeddings
+        encoded = [self.vocab.encode(s[:longest]) for s in data.seq_tokens]
+        lengths = np.array([len(e) for e in encoded])
+        scores = sequence_scores(self.encoder, pad_all(encoded), lengths, self.batch_size, self.precision)[data.seq]
+        return scores, (scores > self.threshold).astype(np.int8)
+
+
 def hsc_loss(d: torch.Tensor, w_normal: torch.Tensor, w_unknown: torch.Tensor) -> torch.Tensor:
     pushed = -torch.log(-torch.expm1(-d.clamp(min=1e-6)))
     return (w_normal * d + w_unknown * pushed).sum() / (w_normal + w_unknown).sum().clamp(min=1e-12)
@@ -129,13 +161,8 @@ class PullTrainer:
             progress.update(epoch, len(used), loss=loss_value)
         return loss_value
 
-    @torch.no_grad()
     def score(self) -> np.ndarray:
-        self.model.eval()
-        out = np.zeros(len(self.encoded))
-        for idx in length_batches(self.lengths, 4 * self.cfg.batch_size, None):
-            with self._autocast():
-                out[idx] = self.model(self.ids[idx, : self.lengths[idx].max()]).float().numpy()
+        out = sequence_scores(self.model, self.ids, self.lengths, 4 * self.cfg.batch_size, self.precision)
         self.model.train()
         return out
 
@@ -168,9 +195,10 @@ def run_pull(data: LogData, cfg: PullConfig, max_len: int, seed: int = 0, rounds
     t0 = time.perf_counter()
     scores = trainer.score()[data.seq]
     score_s = time.perf_counter() - t0
+    fitted = PullModel(trainer.vocab, trainer.model, threshold, trainer.precision, 4 * cfg.batch_size)
     return Detection(name, scores, (scores > threshold).astype(np.int8), threshold, train_s, score_s,
                      {"rounds": len(history), "history": history, "sequences": len(data.seq_tokens),
-                      "precision": trainer.precision})
+                      "precision": trainer.precision}, fitted)
 
 
 def pu_threshold(seq_scores: np.ndarray, normal: np.ndarray, presumed: np.ndarray) -> float:

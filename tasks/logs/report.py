@@ -55,9 +55,12 @@ def write_outputs(rows: list[dict], parse_stats: dict[str, dict], plots: dict[st
 
 def log_to_mlflow(rows: list[dict], parse_stats: dict, cfg: LogsConfig, out_dir: Path, run_name: str,
                   info: dict[str, Any]) -> str:
+    """A parent run and a child run per (dataset, window, model), each with its fitted detector as an
+    MLflow model; the best detector of each dataset is registered as `seedflow-logs-<dataset>`."""
     import mlflow
 
     from tasks.common.tracking import use_experiment
+    from tasks.logs.registry import log_detector, register_best
 
     use_experiment(cfg.experiment)
     with mlflow.start_run(run_name=run_name) as parent:
@@ -74,8 +77,9 @@ def log_to_mlflow(rows: list[dict], parse_stats: dict, cfg: LogsConfig, out_dir:
             mlflow.log_artifact(str(out_dir / path))
         if (out_dir / "plots").is_dir():
             mlflow.log_artifacts(str(out_dir / "plots"), "plots")
+        logged = []
         for row in rows:
-            with mlflow.start_run(run_name=f"{row['dataset']}-w{row['window_s']:g}-{row['model']}", nested=True):
+            with mlflow.start_run(run_name=f"{row['dataset']}-w{row['window_s']:g}-{row['model']}", nested=True) as child:
                 mlflow.set_tags({**info["hardware"], **({"note": row["note"]} if row.get("note") else {})})
                 mlflow.log_params({"dataset": row["dataset"], "window_s": row["window_s"], "model": row["model"],
                                    **({"compute_precision": row["info"]["precision"]} if "precision" in row["info"] else {})})
@@ -85,4 +89,10 @@ def log_to_mlflow(rows: list[dict], parse_stats: dict, cfg: LogsConfig, out_dir:
                 hist = out_dir / "plots" / f"{row['dataset']}_w{row['window_s']:g}_{row['model']}_hist.png"
                 if hist.is_file():
                     mlflow.log_artifact(str(hist), "plots")
+                if Path(row["info"].get("model_file", "")).is_file():
+                    tags = {"dataset": row["dataset"], "window_s": f"{row['window_s']:g}", "model": row["model"]}
+                    logged.append((tags, row.get("f1"), log_detector(child.info.run_id, row["info"]["model_file"], tags)))
+        registered = register_best(logged)
+        if registered:
+            mlflow.log_dict(registered, "registered_models.json")
         return parent.info.run_id

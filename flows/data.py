@@ -1,4 +1,4 @@
-"""`seedflow data import`: public datasets into the repository's data/, tracked by DVC.
+"""The data pipeline: `seedflow data import`, public datasets into the repository's data/, tracked by DVC.
 
 The stages in dvc.yaml read data/ only; this command is how a source folder gets there.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from tasks.common.cli_options import comma_list
+from flows.options import comma_list
 
 app = typer.Typer(help="Input data: DVC-tracked folders under data/ (import, then git commit and dvc push).",
                   no_args_is_help=True)

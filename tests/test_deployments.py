@@ -1,0 +1,92 @@
+"""Every deployment runs from the Prefect UI's path: `seedflow serve` against a real server, each
+flow triggered through the API with tiny parameters, each run COMPLETED."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
+    """(deployment, parameters) in dependency order: tokens -> pretrain -> midtrain -> sft -> eval."""
+    train = {"sequence_len": 64, "device_batch_size": 2, "eval_every": 0, "eval_tokens": 256, "checkpoint_every": 0,
+             "compile": False, "threads_per_worker": 1}
+    chat = {**train, "train_tasks": {"addition": 1.0}, "val_tasks": {"addition": 1.0},
+            "task_options": {"addition": {"size": 40, "max_digits": 1}}}
+    evaluation = {"tokens_dir": str(tmp / "tokens"), "bpb_tokens": 256, "tasks": {"addition": {"size": 4, "max_digits": 1}},
+                  "max_new_tokens": 4}
+    return [
+        ("forecast/forecast-local", {"datasets": ["taxi"], "rates": ["1h"], "models": ["last_observed"],
+                                     "overrides": {"out_dir": str(tmp / "forecast")}}),
+        ("logs/logs-local", {"run": ["bgl_2k"], "window_sizes": [1], "models": ["pca"],
+                             "overrides": {"out_dir": str(tmp / "logs")}}),
+        ("llm_tokenize/llm_tokenize-local", {"vocab_size": 300, "overrides": {"max_chars": 50000, "out_dir": str(tmp / "tokens")}}),
+        ("llm_pretrain/llm_pretrain-local", {"mode": "ddp", "workers": 2, "steps": 3, "depth": 1,
+                                             "overrides": {**train, "tokens_dir": str(tmp / "tokens"),
+                                                           "out_dir": str(tmp / "pretrain")}}),
+        ("llm_midtrain/llm_midtrain-local", {"mode": "single", "steps": 2, "init_from": str(tmp / "pretrain"),
+                                             "overrides": {**chat, "out_dir": str(tmp / "midtrain")}}),
+        ("llm_sft/llm_sft-local", {"mode": "single", "steps": 2, "init_from": str(tmp / "midtrain"),
+                                   "overrides": {**chat, "out_dir": str(tmp / "sft")}}),
+        ("llm_eval/llm_eval-local", {"checkpoint": str(tmp / "sft"), "max_examples": 2,
+                                     "overrides": {**evaluation, "out_dir": str(tmp / "eval")}}),
+        ("llm_study/llm_study-local", {"workers": 2, "overrides": {
+            "arms": [["ddp", "ddp", "ddp"]], "out_dir": str(tmp / "study"),
+            "pretrain": {**train, "steps": 2, "depth": 1, "tokens_dir": str(tmp / "tokens")},
+            "midtrain": {**chat, "steps": 2}, "sft": {**chat, "steps": 2}, "eval": {**evaluation, "max_examples": 2}}}),
+    ]
+
+
+@pytest.fixture()
+def served(prefect_server, mlflow_store, tmp_path):
+    """`seedflow serve` in its own process, as `make serve` starts it."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "MLFLOW_TRACKING_URI": mlflow_store,
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1"}  # a run starts within a second of its trigger, not ten
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    yield tmp_path / "serve.log"
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+def _wait_for_deployments(names: list[str], log: Path, timeout: float = 180) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline, found = time.monotonic() + timeout, set()
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            found = {f"{client.read_flow(d.flow_id).name}/{d.name}" for d in client.read_deployments()}
+            if set(names) <= found:
+                return
+            time.sleep(1)
+    raise AssertionError(f"deployments {sorted(set(names) - found)} never appeared; serve log:\n{log.read_text()[-3000:]}")
+
+
+def test_every_deployment_completes_from_the_api(served, tmp_path, shared_data, mlflow_store):
+    from prefect.deployments import run_deployment
+
+    runs = tiny_runs(tmp_path)
+    _wait_for_deployments([name for name, _ in runs], served)
+    for name, parameters in runs:
+        flow_run = run_deployment(name, parameters=parameters, timeout=600)
+        assert flow_run.state.is_completed(), f"{name}: {flow_run.state}\n{served.read_text()[-4000:]}"
+    assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "study" / "metrics.json").is_file()
+
+    # the SFT run registered its model: it loads in `seedflow llm chat` from the registry
+    chat = subprocess.run([sys.executable, "-m", "flows.cli", "llm", "chat", "--checkpoint", "models:/seedflow-llm-sft/1",
+                           "-p", "What is 2 + 3?", "--max-tokens", "4"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store}, timeout=300)
+    assert chat.returncode == 0, chat.stderr[-2000:]
