@@ -31,16 +31,30 @@ def seedflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     (["forecast", "run", "--set", "tune.nope=1"], "unknown parameter 'forecast.tune.nope'"),
     (["logs", "run", "--set", "pull.nope=1"], "unknown parameter 'logs.pull.nope'"),
 ])
-def test_bad_input_is_one_line_before_any_server(tmp_path, args, message):
-    result = seedflow(tmp_path, *args)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
-    assert not (tmp_path / ".prefect" / "server.log").exists()  # no Prefect server was started (nor Ray: it comes after)
+def test_bad_input_is_one_line_before_any_server(tmp_path, monkeypatch, capfd, args, message):
+    """Through the entry point `seedflow` runs (in this process, so each case costs no start-up)."""
+    import ray
+
+    from flows.cli import run
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("SEEDFLOW_ROOT", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("SEEDFLOW_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["seedflow", *args])
+    ray_before = ray.is_initialized()
+    with pytest.raises(SystemExit) as exited:
+        run()
+    out, err = capfd.readouterr()
+    assert exited.value.code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err[-2000:]
+    assert not (tmp_path / ".prefect" / "server.log").exists()  # no Prefect server was started
+    assert ray.is_initialized() == ray_before  # nor Ray
 
 
-def test_debug_shows_the_traceback(tmp_path):
+def test_debug_shows_the_traceback_and_the_console_script_exits_2(tmp_path):
+    assert seedflow(tmp_path, "llm", "pretrain", "--set", "nope=1").returncode == 2
     result = seedflow(tmp_path, "llm", "pretrain", "--set", "nope=1", "--debug")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr

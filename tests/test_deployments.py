@@ -1,8 +1,10 @@
 """Every deployment runs from the Prefect UI's path: `seedflow serve` against a real server, each
-flow triggered through the API with tiny parameters, each run COMPLETED."""
+flow triggered through the API with tiny parameters, each run COMPLETED; the study's report card
+is checked end to end here too."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +31,7 @@ def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
         ("logs/logs-local", {"run": ["bgl_2k"], "window_sizes": [1], "models": ["pca"],
                              "overrides": {"out_dir": str(tmp / "logs")}}),
         ("llm_tokenize/llm_tokenize-local", {"vocab_size": 300, "overrides": {"max_chars": 50000, "out_dir": str(tmp / "tokens")}}),
-        ("llm_pretrain/llm_pretrain-local", {"mode": "ddp", "workers": 2, "steps": 3, "depth": 1,
+        ("llm_pretrain/llm_pretrain-local", {"mode": "single", "steps": 3, "depth": 1,
                                              "overrides": {**train, "tokens_dir": str(tmp / "tokens"),
                                                            "out_dir": str(tmp / "pretrain")}}),
         ("llm_midtrain/llm_midtrain-local", {"mode": "single", "steps": 2, "init_from": str(tmp / "pretrain"),
@@ -38,11 +40,37 @@ def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
                                    "overrides": {**chat, "out_dir": str(tmp / "sft")}}),
         ("llm_eval/llm_eval-local", {"checkpoint": str(tmp / "sft"), "max_examples": 2,
                                      "overrides": {**evaluation, "out_dir": str(tmp / "eval")}}),
-        ("llm_study/llm_study-local", {"workers": 2, "overrides": {
-            "arms": [["ddp", "ddp", "ddp"]], "out_dir": str(tmp / "study"),
-            "pretrain": {**train, "steps": 2, "depth": 1, "tokens_dir": str(tmp / "tokens")},
-            "midtrain": {**chat, "steps": 2}, "sft": {**chat, "steps": 2}, "eval": {**evaluation, "max_examples": 2}}}),
+        ("llm_study/llm_study-local", {"workers": 2, "overrides": tiny_study(tmp, train, chat, evaluation)}),
     ]
+
+
+def tiny_study(tmp: Path, train: dict, chat: dict, evaluation: dict) -> dict:
+    """The three arms; DiLoCo syncs every 2 of 4 steps."""
+    steps = {"steps": 4, "diloco.inner_steps": 2, "log_every": 2}
+    return {"out_dir": str(tmp / "study"), "pretrain": {**train, **steps, "depth": 1, "tokens_dir": str(tmp / "tokens")},
+            "midtrain": {**chat, **steps}, "sft": {**chat, **steps},
+            "eval": {**evaluation, "max_examples": 3, "tasks": {"addition": {"size": 3, "max_digits": 1}, "spelling": {"size": 3}}}}
+
+
+def check_study(study: Path, mlflow_store: str) -> None:
+    """The report card: every arm and stage scored, DiLoCo communicating less, shared stages run once."""
+    import mlflow
+
+    numbers = json.loads((study / "metrics.json").read_text())
+    assert set(numbers) == {"ddp-ddp-ddp", "diloco-diloco-diloco", "diloco-ddp-ddp"}
+    for arm, row in numbers.items():
+        for stage, mode in zip(("pretrain", "midtrain", "sft"), arm.split("-")):
+            assert row[stage]["mode"] == mode and row[stage]["bpb"] > 0 and row[stage]["comm_bytes_per_worker"] > 0
+            assert 0 <= row[stage]["addition"] <= 1 and 0 <= row[stage]["spelling"] <= 1
+    ddp, diloco = numbers["ddp-ddp-ddp"]["pretrain"], numbers["diloco-diloco-diloco"]["pretrain"]
+    assert diloco["sync_rounds"] < ddp["sync_rounds"] and diloco["comm_bytes_per_worker"] < ddp["comm_bytes_per_worker"]
+    assert numbers["diloco-ddp-ddp"]["pretrain"] == numbers["diloco-diloco-diloco"]["pretrain"]  # shared, run once
+    assert "| ddp-ddp-ddp | sft | ddp |" in (study / "report.md").read_text()
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = mlflow.search_runs(experiment_names=["llm-study"])
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parents) == 3 and parents["metrics.sft_bpb"].notna().all()
+    assert len(runs) - len(parents) == 8  # 3 + 3 stage runs, + 2 for diloco-ddp-ddp (its pretrain is shared)
 
 
 @pytest.fixture()
@@ -75,15 +103,33 @@ def _wait_for_deployments(names: list[str], log: Path, timeout: float = 180) -> 
     raise AssertionError(f"deployments {sorted(set(names) - found)} never appeared; serve log:\n{log.read_text()[-3000:]}")
 
 
+def _final_state(flow_run_id, timeout: float = 300):
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run_id).state
+            if state.is_final() or time.monotonic() > deadline:
+                return state
+            time.sleep(1)
+
+
 def test_every_deployment_completes_from_the_api(served, tmp_path, shared_data, mlflow_store):
     from prefect.deployments import run_deployment
 
     runs = tiny_runs(tmp_path)
     _wait_for_deployments([name for name, _ in runs], served)
-    for name, parameters in runs:
+    independent, chain = runs[:2], runs[2:]  # forecast and logs run beside the LLM chain
+    started = [(name, run_deployment(name, parameters=parameters, timeout=0)) for name, parameters in independent]
+    for name, parameters in chain:
         flow_run = run_deployment(name, parameters=parameters, timeout=600)
         assert flow_run.state.is_completed(), f"{name}: {flow_run.state}\n{served.read_text()[-4000:]}"
-    assert (tmp_path / "eval" / "metrics.json").is_file() and (tmp_path / "study" / "metrics.json").is_file()
+    for name, flow_run in started:
+        state = _final_state(flow_run.id)
+        assert state.is_completed(), f"{name}: {state}\n{served.read_text()[-4000:]}"
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    check_study(tmp_path / "study", mlflow_store)
 
     # the SFT run registered its model: it loads in `seedflow llm chat` from the registry
     chat = subprocess.run([sys.executable, "-m", "flows.cli", "llm", "chat", "--checkpoint", "models:/seedflow-llm-sft/1",

@@ -27,7 +27,7 @@ def test_sigterm_ends_the_mlflow_run_and_the_temporary_server(tmp_path, mlflow_s
                 "experiment=interrupt-test", "register_model=false"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store}
     env.pop("PREFECT_API_URL", None)  # the command starts its own temporary server
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "llm", "pretrain", "--mode", "ddp", "--steps", "100000",
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "llm", "pretrain", "--mode", "single", "--steps", "100000",
                              *[arg for s in settings for arg in ("--set", s)]], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     client, deadline, servers = MlflowClient(mlflow_store), time.monotonic() + 240, []

@@ -109,6 +109,7 @@ def test_baselines_on_slice(spirit_slice, tmp_path):
         detect("supervised", data, cfg, None)
 
 
+@pytest.mark.slow  # a quality target on 300k lines: `seedflow bench logs` measures it; `pytest -m slow` runs it
 def test_pull_spirit_300k_target(shared_data):
     """The paper-level target on all 300k Spirit lines, failure windows +/- 0 s: F1 >= 0.99."""
     from tasks.logs.pull import run_pull

@@ -63,11 +63,21 @@ def use_experiment(name: str, uri: str | None = None) -> str:
 def fail_open_runs(tag: str, value: str, uri: str | None = None) -> int:
     """End as FAILED every RUNNING run tagged `tag=value`: runs whose Ray worker was killed with its
     driver cannot end themselves. Returns how many were ended."""
+    import time
+
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri or tracking_uri())
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'") if experiments else []
-    for run in runs:
-        client.set_terminated(run.info.run_id, status="FAILED")
-    return len(runs)
+    for attempt in range(5):  # a dying worker may still hold the SQLite store's write lock
+        try:
+            experiments = [e.experiment_id for e in client.search_experiments()]
+            query = f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'"
+            runs = client.search_runs(experiments, query) if experiments else []
+            for run in runs:
+                client.set_terminated(run.info.run_id, status="FAILED")
+            return len(runs)
+        except Exception:  # store busy: try again, then give up with the error
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+    return 0
