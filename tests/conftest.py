@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from flows.runtime import apply_prefect_env
 from tasks.common.paths import data_dir
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+apply_prefect_env()  # project-local Prefect state and INFO run logs, as the CLI sets them
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,13 @@ def seedflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     (["forecast", "run", "--set", "tune.nope=1"], "unknown parameter 'forecast.tune.nope'"),
     (["logs", "run", "--set", "pull.nope=1"], "unknown parameter 'logs.pull.nope'"),
 ])
-def test_bad_input_is_one_line_before_any_server(tmp_path, monkeypatch, capfd, args, message):
-    """Through the entry point `seedflow` runs (in this process, so each case costs no start-up)."""
+def test_bad_input_is_one_line_before_any_server(tmp_path, monkeypatch, args, message):
+    """Through the entry point `seedflow` runs (in this process, so each case costs no start-up).
+
+    Output goes to buffers that stay open: a stream Prefect's console handler picks up must outlive the test."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
     import ray
 
     from flows.cli import run
@@ -43,9 +48,10 @@ def test_bad_input_is_one_line_before_any_server(tmp_path, monkeypatch, capfd, a
     monkeypatch.delenv("SEEDFLOW_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", ["seedflow", *args])
     ray_before = ray.is_initialized()
-    with pytest.raises(SystemExit) as exited:
+    out_buf, err_buf = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as exited, redirect_stdout(out_buf), redirect_stderr(err_buf):
         run()
-    out, err = capfd.readouterr()
+    out, err = out_buf.getvalue(), err_buf.getvalue()
     assert exited.value.code == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err[-2000:]
