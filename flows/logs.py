@@ -25,7 +25,6 @@ from tasks.logs.pipeline import (check_inputs, console_warning, detect, ingest_a
                                  weak_labels)
 from tasks.logs.report import log_to_mlflow, precision_info, skipped_row, write_outputs
 
-
 SECTION = "logs"
 
 

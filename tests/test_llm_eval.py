@@ -211,8 +211,8 @@ class PromptOracle(torch.nn.Module):
 def test_mmlu_and_arc_files_scored_through_evaluate_task(tmp_path, tokenizer):
     import json as _json
 
-    from tasks.llm.evaluate import evaluate_task
     from tasks.llm.datasets import build_task
+    from tasks.llm.evaluate import evaluate_task
 
     mmlu = tmp_path / "mmlu.jsonl"
     mmlu.write_text("".join(_json.dumps({"question": f"q{i}", "choices": ["w", "x", "y", "z"], "answer": i % 4,

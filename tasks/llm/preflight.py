@@ -28,7 +28,7 @@ def check_tokens(tokens_dir: str) -> None:
 
 def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
     """Batch plan, compiler, and the out-dir rule (no run over an earlier one; resume point)."""
-    from tasks.llm.train import require_cpp_compiler, check_out_dir, choose_resume, plan
+    from tasks.llm.train import check_out_dir, choose_resume, plan, require_cpp_compiler
 
     steps, _ = plan(cfg, None)
     if cfg.compile:
