@@ -42,14 +42,17 @@ def tokenize_task(cfg: TokenizerConfig, data_dir: str | None) -> dict[str, Any]:
 def stage_task(stage: str, cfg: PretrainConfig, init_checkpoint: str | None, out_dir: str | None,
                data_dir: str | None, tags: dict[str, str], tracking_uri: str) -> dict[str, Any]:
     """One training stage; submit it under `remote_options(num_cpus=0)`. Not retried: `--resume` continues it."""
+    import contextlib
     import os
 
     from tasks.llm.stages import absolute, run_chat_stage, run_pretrain
     from tasks.llm.train import progress_log
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the driver's store, whatever this Ray worker inherited
-    log = get_run_logger().info if cfg.world_size > 1 else (lambda line: None)  # single: its prints reach Prefect
-    with relay_lines(progress_log(absolute(out_dir or cfg.out_dir)), log):
+    # Ray actors' output never reaches Prefect, so relay rank 0's progress file; a single worker runs here,
+    # where `log_prints` already carries its prints.
+    relay = relay_lines(progress_log(absolute(out_dir or cfg.out_dir)), get_run_logger().info)
+    with relay if cfg.world_size > 1 else contextlib.nullcontext():
         if stage == "pretrain":
             summary = run_pretrain(cfg, out_dir, tags)
         else:

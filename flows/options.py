@@ -47,21 +47,14 @@ def cli_overrides(assignments: list[str] | None, **flags) -> dict:
 
 
 @functools.cache
-def _params() -> dict[str, Any]:
-    from tasks.common.config import ConfigError, read_params
-
-    try:
-        return read_params()
-    except ConfigError:
-        return {}
-
-
 def default(section: str, key: str) -> Any:
     """params.yaml's value of `section.key` (section dotted, e.g. "llm.pretrain"), or None."""
-    node: Any = _params()
-    for part in [*section.split("."), key]:
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
+    from tasks.common.config import ConfigError, read_params, section_of
+
+    try:
+        return section_of(read_params(), section).get(key)
+    except ConfigError:
+        return None
 
 
 def flow_overrides(overrides: dict[str, Any] | None, **fields: Any) -> dict[str, Any]:

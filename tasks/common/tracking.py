@@ -70,14 +70,16 @@ def fail_open_runs(tag: str, value: str, uri: str | None = None) -> int:
     client = MlflowClient(uri or tracking_uri())
     for attempt in range(5):  # a dying worker may still hold the SQLite store's write lock
         try:
-            experiments = [e.experiment_id for e in client.search_experiments()]
-            query = f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'"
-            runs = client.search_runs(experiments, query) if experiments else []
-            for run in runs:
-                client.set_terminated(run.info.run_id, status="FAILED")
-            return len(runs)
+            return _fail_runs(client, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
         except Exception:  # store busy: try again, then give up with the error
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
-    return 0
+
+
+def _fail_runs(client, query: str) -> int:
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, query) if experiments else []
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return len(runs)

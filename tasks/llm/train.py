@@ -373,7 +373,7 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
     if cfg.overwrite and not cfg.resume:  # asked for: the earlier run's checkpoints go; its model/ stays until replaced
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     tags = {**(tags or {}), **({"init_model": init_checkpoint} if is_model_uri(init_checkpoint) else {})}
-    ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, resume_from=str(resume_from or "") or None,
+    ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, resume_from=str(resume_from) if resume_from else None,
                      tags=tags)
     client, run_id = _start_mlflow_run(cfg, ctx, out, steps)
     ctx.mlflow_run_id, ctx.tracking_uri = run_id, client.tracking_uri if client else None
