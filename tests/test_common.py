@@ -27,6 +27,19 @@ def test_experiment_is_created_once_and_runs_land_in_it(mlflow_store, tmp_path):
     assert mlflow.get_experiment(first).artifact_location.startswith((tmp_path / "mlartifacts").as_uri())
 
 
+def test_processes_starting_together_on_a_new_store_all_get_it(tmp_path):
+    """Served flows start at once on a fresh SQLite store; MLflow's migrations must not race."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = f"from tasks.common.tracking import use_experiment; use_experiment('race', {uri!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=paths.project_root(), stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    failures = [err[-500:] for err in (p.communicate(timeout=300)[1] for p in procs) if err and "Error" in err]
+    assert all(p.returncode == 0 for p in procs), failures
+
+
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "out.json"
     atomic.write_json(target, {"a": 1})

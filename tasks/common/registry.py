@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.common.errors import InputError
 from tasks.common.paths import project_root
+from tasks.common.tracking import client as _client
 from tasks.common.tracking import home_checkout, tracking_uri
 
 PREFIX = "models:/"
@@ -76,12 +77,6 @@ def register(model_info, name: str, tags: dict[str, str]):
     import mlflow
 
     return mlflow.register_model(model_info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
-
-
-def _client():
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri())
 
 
 def parse(uri: str) -> tuple[str, str, str | None]:

@@ -8,7 +8,9 @@ project root with artifacts beside it; for a `dvc exp run --temp` / `--queue` co
 
 from __future__ import annotations
 
+import fcntl
 import os
+from functools import cache
 from pathlib import Path
 
 from tasks.common.paths import project_root
@@ -37,11 +39,34 @@ def artifact_root(uri: str) -> str:
     return (project_root() / "mlartifacts").as_uri()
 
 
+@cache
+def ready_store(uri: str) -> str:
+    """Create a new SQLite store's tables under a file lock, once per process: flows started
+    together (a served forecast, logs and tokenize run) would otherwise race through MLflow's
+    schema migrations on the same fresh file and one of them fails."""
+    if uri.startswith("sqlite:///"):
+        from mlflow.tracking import MlflowClient
+
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            MlflowClient(uri).search_experiments(max_results=1)
+    return uri
+
+
+def client(uri: str | None = None):
+    """An MlflowClient on a store that is ready for use."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(ready_store(uri or tracking_uri()))
+
+
 def use_experiment(name: str, uri: str | None = None) -> str:
     """Point MLflow at the shared store and return the experiment id, creating it once."""
     import mlflow
 
-    uri = uri or tracking_uri()
+    uri = ready_store(uri or tracking_uri())
     mlflow.set_tracking_uri(uri)
     os.environ["MLFLOW_TRACKING_URI"] = uri
     experiment = mlflow.get_experiment_by_name(name)
@@ -65,12 +90,10 @@ def fail_open_runs(tag: str, value: str, uri: str | None = None) -> int:
     driver cannot end themselves. Returns how many were ended."""
     import time
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri or tracking_uri())
+    store = client(uri)
     for attempt in range(5):  # a dying worker may still hold the SQLite store's write lock
         try:
-            return _fail_runs(client, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
+            return _fail_runs(store, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
         except Exception:  # store busy: try again, then give up with the error
             if attempt == 4:
                 raise
