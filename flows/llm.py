@@ -532,7 +532,27 @@ def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
                       "report": result["report"], "wall_s": round(time.perf_counter() - start, 1)}))
 
 
-BENCHES = {"pretrain": bench_pretrain, "llm-study": bench_study}
+def bench_sdc(
+    steps: int = typer.Option(100, help="Optimizer steps of every run (the small GPT: depth 2, 64 tokens x 8 sequences)."),
+    seeds: str = typer.Option("0,1,2,3,4,5,6,7", help="Injection seeds per bit class and stage (one fault event per trial)."),
+    p: float = typer.Option(0.05, help="Chance per step, from step 10, that a fault event starts."),
+    schedule_p: float = typer.Option(0.1, help="p of the full-schedule (many-event) runs behind the val bpb figures."),
+    spike_nats: float = typer.Option(0.5, help="Harmful: a train loss this far above the fault-free twin's at a step."),
+    drift: float = typer.Option(0.05, help="Harmful: final weights at this relative L2 distance from the twin's."),
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Silent data corruption: bit flips (sign, high / low exponent, mantissa) in a Linear's output or its gradient,
+    harmful or not without the guard, flagged and prevented with it; false alarms, val bpb and guard overhead."""
+    from tasks.common.precision import hardware_tags
+    from tasks.llm.sdc_bench import study
+
+    start = time.perf_counter()
+    out = study(data_dir, steps=steps, seeds=tuple(int_list(seeds, "--seeds")), p=p, schedule_p=schedule_p,
+                spike_nats=spike_nats, drift=drift)
+    print(json.dumps({"hardware": hardware_tags(), **out, "wall_s": round(time.perf_counter() - start, 1)}))
+
+
+BENCHES = {"pretrain": bench_pretrain, "llm-study": bench_study, "sdc": bench_sdc}
 
 
 def demo(data_dir: str | None) -> str:

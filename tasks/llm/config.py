@@ -58,6 +58,50 @@ class OptimConfig(StrictModel):
     final_lr_frac: float = Field(0.0, ge=0, le=1)
 
 
+BitClass = Literal["sign", "exp_high", "exp_low", "mantissa"]
+
+
+class SdcInjectConfig(StrictModel):
+    """Silent-data-corruption fault injection (the SDC study's schedule). Off: no hook exists at all."""
+
+    enabled: bool = False
+    p: float = Field(0.02, ge=0, le=1, description="chance that a step from start_step on starts a fault event")
+    start_step: int = Field(10, ge=1, description="first step that may start an event")
+    duration: tuple[int, int] = Field((1, 5), description="an event lasts a uniform [min, max] steps")
+    max_events: int = Field(0, ge=0, description="events per run; 0 = no limit, 1 = the study's single-event trials")
+    bit_class: BitClass = Field("exp_high", description="sign | exp_high | exp_low (top / bottom 3 exponent bits) | mantissa")
+    bits: list[int] = Field(default_factory=list, description="bit positions to flip together; [] = one drawn from bit_class")
+    stage: Literal["forward", "backward"] = Field("forward", description="a Linear's output, or the gradient flowing into it")
+    layer: str = Field("", description="a Linear's module name, e.g. transformer.h.0.mlp.c_fc; '' = a random one per event")
+    rank: int = Field(0, ge=0, description="the worker whose hardware is faulty")
+    persistent: bool = Field(False, description="a stuck unit: the fault hits the recompute of its step too")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def ordered(self) -> SdcInjectConfig:
+        if not 1 <= self.duration[0] <= self.duration[1]:
+            raise ValueError(f"duration {list(self.duration)} must be [min, max] with 1 <= min <= max")
+        return self
+
+
+class SdcGuardConfig(StrictModel):
+    """The SDC study's detector on the would-be optimizer update, and recompute on a flag."""
+
+    enabled: bool = False
+    alpha: float = Field(0.05, gt=0, description="flag when J_t > mu / (alpha * sqrt(dG))")
+    warmup_steps: int = Field(10, ge=3, description="mu is the mean update jump over the guard's first steps; "
+                                                    "the rule applies from this step on")
+    on_repeat: Literal["skip", "rollback"] = Field("skip", description="a recomputed step flagged again: skip it, "
+                                                                       "or roll back to the last checkpoint")
+    outer_ratio: float = Field(2.0, gt=1, description="DiLoCo: a site whose pseudo-gradient norm exceeds this times "
+                                                      "the other sites' median sits the round out")
+
+
+class SdcConfig(StrictModel):
+    inject: SdcInjectConfig = SdcInjectConfig()
+    guard: SdcGuardConfig = SdcGuardConfig()
+
+
 class PretrainConfig(StrictModel):
     """Model size, batch, budget, mode and everything else of a training stage."""
 
@@ -82,6 +126,7 @@ class PretrainConfig(StrictModel):
     diloco: DilocoConfig = DilocoConfig()
     optim: OptimConfig = OptimConfig()
     precision: Precision = "auto"
+    sdc: SdcConfig = SdcConfig()
     compile: bool = Field(True, description="torch.compile the blocks and fuse head + loss (seconds to compile, faster steps)")
     # evaluation, logging, checkpoints
     eval_every: int = Field(50, ge=0, description="steps between val bpb evaluations; 0 = only at the end")
@@ -97,6 +142,14 @@ class PretrainConfig(StrictModel):
     def consistent(self) -> PretrainConfig:
         if self.n_kv_head and self.depth % self.n_kv_head:
             raise ValueError(f"n_kv_head={self.n_kv_head} must divide the number of heads ({self.depth})")
+        inject, guard = self.sdc.inject, self.sdc.guard
+        if inject.enabled and self.compile:
+            raise ValueError("sdc.inject hooks a Linear of the eager model: set compile=false")
+        if inject.enabled and inject.rank >= self.world_size:
+            raise ValueError(f"sdc.inject.rank={inject.rank} is not one of the {self.world_size} worker(s)")
+        if guard.enabled and guard.on_repeat == "rollback" and self.mode == "diloco":
+            raise ValueError("sdc.guard.on_repeat=rollback needs every worker to roll back together; "
+                             "DiLoCo workers guard alone: use skip")
         return self
 
     @property

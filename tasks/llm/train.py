@@ -5,10 +5,13 @@ the backward pass (nothing / all-reduce the gradients / every H steps, the DiLoC
 optionally a checkpoint to start from and a stage name for MLflow. It runs in this process for one
 worker and on Ray actors (torch.distributed, gloo on CPU) for several. Rank 0 logs to MLflow,
 prints progress and writes checkpoints together with every rank's own optimizer and data state.
+With `sdc` on, a fault injector wraps a step's forward and backward and a guard reviews its
+gradients before they are applied: recompute, skip or roll back (tasks/llm/sdc.py).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -45,6 +48,8 @@ from tasks.llm.diloco import DilocoOuter
 from tasks.llm.flops import utilisation
 from tasks.llm.model import GPT, GPTConfig
 from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
+from tasks.llm.sdc import attach as attach_sdc
+from tasks.llm.sdc import write_events
 
 
 @dataclass
@@ -196,14 +201,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     step, position, history, evals = 0, None, [], []
     latest = Path(ctx.resume_from) if ctx.resume_from else None
     if latest is not None:
-        meta = read_meta(latest)
-        load_weights(model, latest)
-        mine = load_state(latest / f"rank{rank}.pt")
-        for opt, state in zip(optimizers, mine["optimizers"]):
-            opt.load_state_dict(state)
-        if outer is not None:
-            outer.load_state_dict(load_state(latest / "outer.pt"))
-        step, position = meta["step"], mine["position"]
+        step, position, meta = _restore(latest, model, optimizers, outer, rank)
         history, evals = meta["history"], meta["evals"]
         comm = CommStats(**meta["comm"])
 
@@ -212,6 +210,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     has_val = lead and hasattr(source, "val_batches")
     token_bytes = source.token_bytes() if has_val else None
     dtype = torch_dtype(precision)
+    sdc_log, injector, guard = attach_sdc(model, optimizers, cfg, rank, dtype)
     flops_per_token = model.num_flops_per_token()
     logger = _MlflowLogger(ctx) if lead else None
     if lead:
@@ -227,25 +226,36 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         if mult != last_mult:
             set_lr(optimizers, mult)
             last_mult = mult
-        loss_sum, step_tokens = 0.0, 0
-        for _ in range(accum):
-            x, y, position = next(batches)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                loss = model(x, y)
-            (loss / accum).backward()
-            loss_sum += loss.item()
-            step_tokens += x.numel()
-        if cfg.mode == "ddp":
-            allreduce_gradients(model, comm)
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        for opt in optimizers:
-            opt.step()
+        micro = [next(batches) for _ in range(accum)]
+        position = micro[-1][2]
+        compute = functools.partial(_forward_backward, model, micro, accum, autocast)
+        if injector is not None:
+            compute = injector.wrap(step + 1, compute)
+        if guard is None:
+            action, (loss_sum, step_tokens) = "step", compute()
+        else:
+            action, (loss_sum, step_tokens) = guard.review(step + 1, compute, can_roll_back=latest is not None)
+        if action == "rollback":  # every rank at once: DDP ranks share the flag, DiLoCo may not roll back
+            model.zero_grad(set_to_none=True)
+            step, position, meta = _restore(latest, model, optimizers, outer, rank)
+            history, evals = meta["history"], meta["evals"]
+            batches = source.batches(rank, world, position)
+            eval_due, ckpt_due, last_mult = _Due(cfg.eval_every, step), _Due(cfg.checkpoint_every, step), None
+            continue
+        if action == "step":
+            if cfg.mode == "ddp":
+                allreduce_gradients(model, comm)
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            for opt in optimizers:
+                opt.step()
         model.zero_grad(set_to_none=True)
         step += 1
         last = step == steps
         synced = outer is None or step % cfg.diloco.inner_steps == 0 or last
         if outer is not None and synced:
+            if guard is not None and world > 1:
+                guard.check_outer(step, outer)
             outer.sync(comm)
         step_seconds = time.perf_counter() - t0
         train_seconds += step_seconds
@@ -253,7 +263,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         history.append(loss_sum / accum)
         if not lead:
             if synced and ckpt_due(step, last):
-                _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, {})
+                latest = _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, {})
             continue
         rate = throughput.rate()
         progress.update(step, step_tokens * world, loss=history[-1])
@@ -267,6 +277,8 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
             evals.append({"step": step, "val_bpb": bpb})
             metrics["val_bpb"] = bpb
             progress.say(f"[{ctx.stage}/{cfg.mode}] step {step}: val bpb {bpb:.4f}")
+        if sdc_log is not None:
+            metrics.update(sdc_log.step_metrics())
         logger.log(metrics, step)
         if synced and ckpt_due(step, last):
             meta = {"step": step, "history": history, "evals": evals, "comm": comm.as_dict(),
@@ -275,8 +287,9 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
                     "mlflow_run_id": ctx.mlflow_run_id}
             latest = _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, meta)
 
+    events = sdc_log.summary() if sdc_log is not None else {}
     if not lead:
-        return {"rank": rank, "comm": comm.as_dict()}
+        return {"rank": rank, "comm": comm.as_dict(), **events}
     model_dir = Path(ctx.out_dir) / "model"  # the final weights, what the next stage starts from
     with atomic_dir(model_dir) as tmp:  # an earlier model/ stays whole until this one is complete
         save_checkpoint(tmp, model, {}, read_meta(latest))
@@ -291,8 +304,33 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         "precision": precision, "cpu": cpu_model(),
         "comm_bytes_per_worker": comm.bytes, "comm_seconds": comm.seconds, "sync_rounds": comm.rounds,
         "train_seconds": train_seconds, "history": history, "evals": evals,
-        "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()),
+        "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()), **events,
     }
+
+
+def _forward_backward(model: GPT, micro: list, accum: int, autocast: bool) -> tuple[float, int]:
+    """Forward and backward of one step's micro-batches, gradients accumulating: (summed loss, tokens)."""
+    loss_sum, tokens = 0.0, 0
+    for x, y, _ in micro:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(x, y)
+        (loss / accum).backward()
+        loss_sum += loss.item()
+        tokens += x.numel()
+    return loss_sum, tokens
+
+
+def _restore(folder: Path, model: GPT, optimizers, outer: DilocoOuter | None, rank: int) -> tuple[int, dict, dict]:
+    """Weights, this rank's optimizer and data state and DiLoCo's outer state from a checkpoint:
+    (step, data position, meta)."""
+    meta = read_meta(folder)
+    load_weights(model, folder)
+    mine = load_state(folder / f"rank{rank}.pt")
+    for opt, state in zip(optimizers, mine["optimizers"]):
+        opt.load_state_dict(state)
+    if outer is not None:
+        outer.load_state_dict(load_state(folder / "outer.pt"))
+    return meta["step"], mine["position"], meta
 
 
 def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, position: dict, rank: int,
@@ -379,14 +417,14 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
     ctx.mlflow_run_id, ctx.tracking_uri = run_id, client.tracking_uri if client else None
     start = time.perf_counter()
     try:
-        if cfg.world_size == 1:
-            summary = train_worker(cfg, source, 0, 1, ctx)
-        else:
-            summary = _run_on_ray(cfg, source, ctx)[0]
+        results = [train_worker(cfg, source, 0, 1, ctx)] if cfg.world_size == 1 else _run_on_ray(cfg, source, ctx)
     except BaseException:
         if client:
             client.set_terminated(run_id, status="FAILED")
         raise
+    summary = results[0]
+    if "sdc_events" in summary:
+        summary.update(write_events(out, [r.pop("sdc_events") for r in results]))
     summary.update(wall_seconds=time.perf_counter() - start, mlflow_run_id=run_id, out_dir=str(out))
     _finish(summary, out, client, run_id, cfg.register_model)
     return summary
@@ -425,11 +463,11 @@ def _finish(summary: dict, out: Path, client, run_id: str, register: bool) -> No
     write_text(out / "loss.csv", "step,train_loss\n" + "".join(f"{i + 1},{v:.6f}\n" for i, v in enumerate(summary["history"])))
     if client:
         now = int(time.time() * 1000)
-        final = {f"final_{k}": float(v) for k, v in scalars.items() if k in (
+        final = {f"final_{k}": float(v) for k, v in scalars.items() if k.startswith("sdc_") or k in (
             "val_bpb", "tokens_per_s", "mfu", "comm_bytes_per_worker", "comm_seconds", "sync_rounds", "wall_seconds")}
         client.log_batch(run_id, metrics=[Metric(k, v, now, summary["steps"]) for k, v in final.items()])
-        client.log_artifact(run_id, str(out / "metrics.json"))
-        client.log_artifact(run_id, str(out / "loss.csv"))
+        for name in ("metrics.json", "loss.csv") + (("sdc_events.csv",) if "sdc_flag_steps" in summary else ()):
+            client.log_artifact(run_id, str(out / name))
         if summary["stage"] != "bench":  # benchmarks train throwaway models in temporary folders
             summary.update(_log_model(client, run_id, summary, register))
         client.set_terminated(run_id, status="FINISHED")

@@ -1,0 +1,200 @@
+"""The SDC study's detector on the would-be optimizer update, recompute on a flag, DiLoCo's outer check.
+
+R_t = max over parameter tensors of the RMS of the update the optimizer is about to apply, derived
+from its state and the (clipped) gradients without stepping; J_t = |R_t - R_{t-1}|; mu = the mean
+J over the guard's first `warmup_steps`, then frozen; dG = max(0, |g_t| - |g_{t-1}|) of the
+gradient norm before clipping. A step is flagged when the gradient norm or R is not finite, or,
+from the warm-up's end, when dG > 0 and J_t > mu / (alpha sqrt(dG)).
+
+Muon's orthogonalised update has a nearly constant RMS, so its matrices stand in with the update
+before orthogonalisation (the Nesterov momentum Muon is about to orthogonalise, times its lr),
+which moves with the gradients as Adam's update does. Each optimizer kind keeps its own R and mu:
+their updates differ in scale by orders of magnitude, so one max would only ever hear the largest.
+Any kind firing flags the step.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from tasks.common.errors import InputError
+from tasks.llm.config import SdcGuardConfig
+from tasks.llm.diloco import DilocoOuter
+from tasks.llm.optim import Muon
+
+if TYPE_CHECKING:
+    from tasks.llm.sdc import EventLog
+
+
+def _updates(opt: torch.optim.Optimizer, group: dict, params: list[torch.Tensor], scale: float) -> list[torch.Tensor]:
+    """The updates `opt` would apply to `params` (one group) with gradients `scale` x .grad, without the lr;
+    Muon's before orthogonalisation. Foreach ops: a handful of kernel calls whatever the number of tensors."""
+    grads = torch._foreach_mul([p.grad for p in params], scale)
+    state = [opt.state.get(p, {}) for p in params]
+    if isinstance(opt, Muon):  # Nesterov: g.lerp(buf.lerp(g, 1 - mom), mom) = (1 - mom^2) g + mom^2 buf
+        mom = group["momentum"]
+        a, b = (1 - mom * mom, mom * mom) if group["nesterov"] else (1 - mom, mom)
+        updates = torch._foreach_mul(grads, a)
+        if all(state):
+            torch._foreach_add_(updates, [s["momentum_buffer"] for s in state], alpha=b)
+        return updates
+    if isinstance(opt, torch.optim.AdamW):
+        b1, b2 = group["betas"]
+        t = [float(s["step"]) + 1 if s else 1.0 for s in state]
+        m = torch._foreach_lerp([s["exp_avg"] if s else torch.zeros_like(g) for s, g in zip(state, grads)], grads, 1 - b1)
+        v = torch._foreach_mul([s["exp_avg_sq"] if s else torch.zeros_like(g) for s, g in zip(state, grads)], b2)
+        torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+        torch._foreach_div_(m, [1 - b1 ** k for k in t])
+        torch._foreach_div_(v, [1 - b2 ** k for k in t])
+        torch._foreach_sqrt_(v)
+        torch._foreach_add_(v, group["eps"])
+        updates = torch._foreach_div(m, v)
+        if group["weight_decay"]:
+            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+        return updates
+    if isinstance(opt, torch.optim.SGD) and not group["momentum"]:
+        return grads
+    raise InputError(f"sdc.guard has no update statistic for {type(opt).__name__}")
+
+
+@torch.no_grad()
+def update_rms(opt: torch.optim.Optimizer, scale: float) -> float:
+    """Max over `opt`'s tensors of the RMS of its next update, with the gradients times `scale` (clipping)."""
+    rms = []
+    for group in opt.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if params:
+            lr = [group["lr"] / p.numel() ** 0.5 * (max(1.0, p.shape[-2] / p.shape[-1]) ** 0.5 if isinstance(opt, Muon)
+                                                     else 1.0) for p in params]
+            rms.append((torch.stack(torch._foreach_norm(_updates(opt, group, params, scale))) * torch.tensor(lr)).max())
+    return torch.stack(rms).max().item() if rms else 0.0
+
+
+class JumpDetector:
+    """The rule on one statistic R: its jump against the warm-up's mean jump, the more so the more |g| grew."""
+
+    def __init__(self, alpha: float, warmup: int):
+        self.alpha, self.warmup = alpha, warmup
+        self.prev: float | None = None
+        self.jumps: list[float] = []
+
+    def fires(self, t: int, r: float, grew: float) -> bool:
+        if self.prev is None or t < self.warmup or grew <= 0 or not self.jumps:
+            return False
+        mu = sum(self.jumps) / len(self.jumps)
+        return abs(r - self.prev) > mu / (self.alpha * math.sqrt(grew))
+
+    def accept(self, t: int, r: float) -> None:
+        if self.prev is not None and t < self.warmup:
+            self.jumps.append(abs(r - self.prev))
+        self.prev = r
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on any."""
+    t = torch.tensor([float(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def healthy_sites(norms: list[float], ratio: float) -> list[int]:
+    """DiLoCo's outer rule: sites whose pseudo-gradient norm is finite and at most `ratio` x the median of the
+    other finite sites' norms (leave-one-out, so that it also decides between two sites)."""
+    finite = [i for i, n in enumerate(norms) if math.isfinite(n)]
+    return [i for i in finite if len(finite) < 2 or norms[i] <= ratio * statistics.median(norms[j] for j in finite if j != i)]
+
+
+class StepGuard:
+    """Reviews each step's gradients before the optimizers apply them; recomputes a flagged step once.
+
+    In DDP (`coordinated`) the flag is all-reduced before the gradients are, so any rank's flag makes
+    every rank recompute, and a recomputed step costs no gradient all-reduce of its corrupted first try."""
+
+    def __init__(self, cfg: SdcGuardConfig, optimizers: list[torch.optim.Optimizer], model: nn.Module, grad_clip: float,
+                 coordinated: bool, log: EventLog):
+        self.cfg, self.optimizers, self.grad_clip, self.coordinated = cfg, optimizers, grad_clip, coordinated
+        self.log, self.record = log, log.add
+        self.params = list(model.parameters())
+        self.detectors = {type(o).__name__.lower(): JumpDetector(cfg.alpha, cfg.warmup_steps) for o in optimizers}
+        self.t, self.prev_norm, self.rolled_back = 0, None, set()
+
+    def review(self, step: int, compute: Callable[[], tuple], can_roll_back: bool) -> tuple[str, tuple]:
+        """Run `compute` (forward and backward), again if flagged: ("step" | "skip" | "rollback", its result)."""
+        self.t += 1
+        result = compute()
+        for attempt in range(2):
+            flagged, why, norm, stats = self._check()
+            if not flagged:
+                for name, r in stats.items():
+                    self.detectors[name].accept(self.t, r)
+                self.prev_norm = norm
+                return "step", result
+            self.record(step, "flag", why or "another worker flagged")
+            if attempt == 0:
+                self.record(step, "recompute")
+                for p in self.params:
+                    p.grad = None
+                result = compute()
+        if self.cfg.on_repeat == "rollback" and can_roll_back and step not in self.rolled_back:
+            self.rolled_back.add(step)
+            self.record(step, "rollback")
+            for detector in self.detectors.values():  # its last R belongs to a step that is undone
+                detector.prev = None
+            self.prev_norm = None
+            return "rollback", result
+        self.record(step, "skip")
+        return "skip", result
+
+    def _check(self) -> tuple[bool, str, float, dict[str, float]]:
+        start = time.perf_counter()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]).item()
+        stats: dict[str, float] = {}
+        why = f"grad norm {norm}"
+        if math.isfinite(norm):
+            scale = min(1.0, self.grad_clip / (norm + 1e-6)) if self.grad_clip > 0 else 1.0  # as clip_grad_norm_
+            for opt in self.optimizers:
+                name = type(opt).__name__.lower()
+                stats[name] = max(stats.get(name, 0.0), update_rms(opt, scale))
+            grew = max(0.0, norm - self.prev_norm) if self.prev_norm is not None else 0.0
+            fired = [f"{name} R {r:.4g} after {_num(self.detectors[name].prev)}" for name, r in stats.items()
+                     if not math.isfinite(r) or self.detectors[name].fires(self.t, r, grew)]
+            why = f"{', '.join(fired)}; grad norm {norm:.4g} after {_num(self.prev_norm)}" if fired else ""
+        flagged = any_rank(bool(why)) if self.coordinated else bool(why)
+        self.log.seconds += time.perf_counter() - start
+        return flagged, why, norm, stats
+
+    @torch.no_grad()
+    def check_outer(self, step: int, outer: DilocoOuter) -> None:
+        """Before a DiLoCo sync: a site outside `healthy_sites` sits the round out (its pseudo-gradient is zero)
+        and the others' are scaled up, so the averaged pseudo-gradient is the healthy sites' mean."""
+        world, rank = dist.get_world_size(), dist.get_rank()
+        norms = torch.zeros(world, dtype=torch.float64)
+        norms[rank] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a - p)
+                                                            for a, p in zip(outer.anchor, outer.params)]))
+        dist.all_reduce(norms)
+        healthy = healthy_sites(norms.tolist(), self.cfg.outer_ratio)
+        if len(healthy) == world:
+            return
+        self.record(step, "outer_exclude", f"sites {sorted(set(range(world)) - set(healthy))} of pseudo-gradient "
+                                           f"norms {[round(n, 6) for n in norms.tolist()]}")
+        scale_pseudo_gradient(outer, world / len(healthy) if rank in healthy else 0.0)
+
+
+@torch.no_grad()
+def scale_pseudo_gradient(outer: DilocoOuter, factor: float) -> None:
+    """Move this site's params so that its pseudo-gradient (anchor - params) is `factor` x what it was;
+    0 puts them back on the anchor (even from NaN)."""
+    for a, p in zip(outer.anchor, outer.params):
+        p.copy_(a - (a - p) * factor if factor else a)
