@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-PIPELINES = ["forecast", "llm", "logs", "data"]
+PIPELINES = ["forecast", "llm", "logs", "cloud", "data"]
 
 
 def pipelines(names: list[str] | None = None) -> dict[str, ModuleType]:

@@ -1,6 +1,6 @@
 """Every deployment runs from the Prefect UI's path: `seedflow serve` against a real server, each
 flow triggered through the API with tiny parameters, each run COMPLETED; the study's report card
-is checked end to end here too."""
+and the cloud flow's outputs (2 jobs on Ray) are checked end to end here too."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
                                      "overrides": {"out_dir": str(tmp / "forecast")}}),
         ("logs/logs-local", {"run": ["bgl_2k"], "window_sizes": [1], "models": ["pca"],
                              "overrides": {"out_dir": str(tmp / "logs")}}),
+        ("cloud/cloud-local", {"workloads": ["spark/join/huge", "hadoop/terasort/bigdata"], "percentiles": [50],
+                               "overrides": {"repetitions": 1, "max_runs": 4, "karasu.support": "same_workload",
+                                             "out_dir": str(tmp / "cloud"), "experiment": "cloud-test"}}),
         ("llm_tokenize/llm_tokenize-local", {"vocab_size": 300, "overrides": {"max_chars": 50000, "out_dir": str(tmp / "tokens")}}),
         ("llm_pretrain/llm_pretrain-local", {"mode": "single", "steps": 3, "depth": 1,
                                              "overrides": {**train, "tokens_dir": str(tmp / "tokens"),
@@ -71,6 +74,30 @@ def check_study(study: Path, mlflow_store: str) -> None:
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(parents) == 3 and parents["metrics.sft_bpb"].notna().all()
     assert len(runs) - len(parents) == 8  # 3 + 3 stage runs, + 2 for diloco-ddp-ddp (its pretrain is shared)
+
+
+def check_cloud(out_dir: Path, mlflow_store: str) -> None:
+    """The cloud flow on 2 jobs: every method's curve, the searches table, the figure, MLflow runs."""
+    import itertools
+
+    import mlflow
+    import pandas as pd
+
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"random", "cherrypick", "karasu"} and metrics["hardware"]["cpu"]
+    for stats in metrics["methods"].values():
+        curve = stats["norm_cost_at"]
+        assert len(curve) == 4 and all(a >= b >= 1.0 for a, b in itertools.pairwise(curve))  # best so far never worsens
+    searches = pd.read_csv(out_dir / "searches.csv")
+    assert len(searches) == 6 and (searches["runs"] == 4).all()
+    assert (out_dir / "plots" / "norm_cost.png").stat().st_size > 0
+    mlflow.set_tracking_uri(mlflow_store)
+    runs = mlflow.search_runs(experiment_names=["cloud-test"])
+    [parent] = runs[runs["tags.mlflow.parentRunId"].isna()]["run_id"]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent]
+    assert len(children) == 6 and set(children["tags.method"]) == {"random", "cherrypick", "karasu"}
+    history = mlflow.MlflowClient().get_metric_history(parent, "karasu.norm_cost")
+    assert [m.step for m in history] == [1, 2, 3, 4]
 
 
 @pytest.fixture()
@@ -120,7 +147,7 @@ def test_every_deployment_completes_from_the_api(served, tmp_path, shared_data, 
 
     runs = tiny_runs(tmp_path)
     _wait_for_deployments([name for name, _ in runs], served)
-    independent, chain = runs[:2], runs[2:]  # forecast and logs run beside the LLM chain
+    independent, chain = runs[:3], runs[3:]  # forecast, logs and cloud run beside the LLM chain
     started = [(name, run_deployment(name, parameters=parameters, timeout=0)) for name, parameters in independent]
     for name, parameters in chain:
         flow_run = run_deployment(name, parameters=parameters, timeout=600)
@@ -130,6 +157,7 @@ def test_every_deployment_completes_from_the_api(served, tmp_path, shared_data, 
         assert state.is_completed(), f"{name}: {state}\n{served.read_text()[-4000:]}"
     assert (tmp_path / "eval" / "metrics.json").is_file()
     check_study(tmp_path / "study", mlflow_store)
+    check_cloud(tmp_path / "cloud", mlflow_store)
 
     # the SFT run registered its model: it loads in `seedflow llm chat` from the registry
     chat = subprocess.run([sys.executable, "-m", "flows.cli", "llm", "chat", "--checkpoint", "models:/seedflow-llm-sft/1",

@@ -81,6 +81,9 @@ def make_source(folder: Path) -> Path:
                                             for i in range(400)),
         "eval/gsm8k_test.jsonl": json.dumps({"question": "1+1?", "answer": "2\n#### 2"}) + "\n",
         "energy/solar_example.csv": "t,x\n0,1\n",
+        "cloud/scout_multinode.csv": "workload,framework,datasize,vm_type,nodes,elapsed_time_s,completed\n"
+                                     "join,spark,huge,c4.large,4,100.0,true\n",
+        "cloud/ec2_prices.csv": "vm_type,usd_per_hour\nc4.large,0.1\n",
     }
     for name, text in files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +132,7 @@ def pipeline(tmp_path_factory):
 
 def test_repro_leaves_status_and_git_clean(pipeline):
     repo = pipeline["repo"]
-    assert sorted(p.name for p in (repo / "data").glob("*.dvc")) == ["eval.dvc", "load.dvc", "logs.dvc", "text.dvc"]
+    assert sorted(p.name for p in (repo / "data").glob("*.dvc")) == ["cloud.dvc", "eval.dvc", "load.dvc", "logs.dvc", "text.dvc"]
     assert (repo / "results/logs/parsed/bgl_2k.parquet").is_file()
     assert stage_status(repo, "logs_parse") == {}
     assert sh(repo, "git", "status", "--porcelain").stdout == ""
@@ -166,7 +169,7 @@ def test_bad_only_names_the_folders(pipeline):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: data source {pipeline['source']} has no folder nope (from --only); "
-        "choose among energy, eval, load, logs, text"]
+        "choose among cloud, energy, eval, load, logs, text"]
 
 
 def test_code_changes_mark_stages_changed_and_bytecode_does_not(pipeline):

@@ -1,0 +1,50 @@
+"""The shared repository of profiling runs: one Parquet file per contribution in one folder,
+versioned by DVC (`dvc add` of the folder after each contribution when it lies in this project).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.cloud.runs import RUN_COLUMNS, CloudError, check_runs, read_table
+from tasks.common.atomic import write_frame
+from tasks.common.paths import project_root
+
+
+def contribute(runs_path: str | Path, user: str, folder: str | Path, prices: pd.DataFrame) -> Path:
+    """Check a user's runs and add them to the repository as `<user>-<content hash>.parquet`."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", user):
+        raise CloudError(f"user name {user!r} must be letters, digits, '.', '_' or '-' (it names the file)")
+    runs = check_runs(read_table(runs_path, "runs table"), prices, str(runs_path))[RUN_COLUMNS]
+    digest = hashlib.sha256(pd.util.hash_pandas_object(runs, index=False).to_numpy().tobytes()).hexdigest()[:12]
+    target = Path(folder) / f"{user}-{digest}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_frame(target, runs)
+    return target
+
+
+def read_repository(folder: str | Path, prices: pd.DataFrame) -> pd.DataFrame:
+    """Every contributed run; where two contributions hold the same job and configuration, the newest wins."""
+    files = sorted(Path(folder).glob("*.parquet"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return check_runs(pd.DataFrame(columns=RUN_COLUMNS), prices, str(folder))
+    runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    runs = runs.drop_duplicates(["workload", "framework", "datasize", "vm_type", "nodes"], keep="last")
+    return check_runs(runs.reset_index(drop=True), prices, str(folder))
+
+
+def version_with_dvc(folder: str | Path) -> Path | None:
+    """`dvc add` the folder when it lies inside this DVC project; returns its .dvc file."""
+    root, folder = project_root(), Path(folder).resolve()
+    if not (root / ".dvc").is_dir() or not folder.is_relative_to(root):
+        return None
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        repo.scm_context.quiet = True
+        repo.add(str(folder))
+    return folder.with_name(folder.name + ".dvc")

@@ -1,0 +1,149 @@
+"""The cloud-configuration pipeline: loading, arithmetic, the searches, RGPE, and what a search may see."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tasks.cloud.config import CloudConfig
+from tasks.cloud.models import DTYPE, fit_gp, latent, rgpe_weights
+from tasks.cloud.problem import (
+    Oracle,
+    Truth,
+    candidate_space,
+    make_problem,
+    runtime_limit,
+)
+from tasks.cloud.runs import CloudError, check_prices, check_runs, load_runs, run_cost
+from tasks.cloud.search import Context, run_search
+from tasks.cloud.study import Search, fit_support, run_one, score, shared_repository
+from tasks.cloud.synthetic import generated_runs
+
+PRICES = pd.DataFrame({"vm_type": ["c4.large", "m4.xlarge"], "usd_per_hour": [0.1, 0.2]})
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """GP fits on a handful of points: one thread, as the flow's Ray tasks run them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def runs_table(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["workload", "framework", "datasize", "vm_type", "nodes", "elapsed_time_s", "completed"])
+
+
+def test_scout_table_loads_with_features_and_costs(shared_data):
+    runs = load_runs(shared_data / "cloud" / "scout_multinode.csv", shared_data / "cloud" / "ec2_prices.csv")
+    assert runs["job"].nunique() == 18 and len(runs) == 1242 and (~runs["completed"]).sum() == 75
+    space = candidate_space(runs)
+    assert len(space) == 69 and space.filter(like="x").to_numpy().min() >= 0 and space.filter(like="x").to_numpy().max() <= 1
+    row = runs[(runs["job"] == "spark/join/bigdata") & (runs["vm_type"] == "c4.large") & (runs["nodes"] == 4)].iloc[0]
+    assert row["cost_usd"] == pytest.approx(4 * 0.100 * 1817.555 / 3600)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.drop(columns=["nodes"]), "lacks columns ['nodes']"),
+    (lambda r: r.assign(elapsed_time_s=[-1.0, 5.0]), "row 2 needs nodes >= 1 and elapsed_time_s > 0"),
+    (lambda r: r.assign(completed=["yes", "maybe"]), "row 3 has a `completed` that is not true/false"),
+    (lambda r: r.assign(vm_type=["c4.large", "x9.huge"]), "VM types ['x9.huge'] have no price"),
+    (lambda r: r.assign(nodes=[4, 4], vm_type=["c4.large"] * 2), "appears more than once"),
+])
+def test_bad_runs_tables_are_refused_with_the_reason(change, message):
+    good = runs_table([("join", "spark", "huge", "c4.large", 4, 100.0, True),
+                       ("join", "spark", "huge", "m4.xlarge", 8, 50.0, False)])
+    with pytest.raises(CloudError, match=__import__("re").escape(message)):
+        check_runs(change(good), check_prices(PRICES, "prices"), "runs.csv")
+
+
+def test_a_generic_table_brings_its_own_vm_types(tmp_path):
+    prices = pd.DataFrame({"vm_type": ["n2.big"], "usd_per_hour": [1.0], "vcpus": [16], "memory_gb": [64]})
+    runs = runs_table([("etl", "spark", "1tb", "n2.big", 2, 360.0, True)])
+    runs.to_parquet(tmp_path / "runs.parquet")
+    prices.to_csv(tmp_path / "prices.csv", index=False)
+    loaded = load_runs(tmp_path / "runs.parquet", tmp_path / "prices.csv")
+    assert loaded["job"].item() == "spark/etl/1tb" and loaded["cost_usd"].item() == pytest.approx(2 * 1.0 * 0.1)
+    with pytest.raises(CloudError, match=r"no vcpus/memory_gb for VM types \['n2.big'\]"):
+        check_prices(prices.drop(columns=["vcpus"]), "prices.csv")
+
+
+def test_cost_limit_and_score_arithmetic_by_hand():
+    assert run_cost(4, 0.1, 1800) == pytest.approx(0.2)  # 4 nodes x $0.10/h x 0.5 h
+    runs = check_runs(runs_table([("j", "f", "s", "c4.large", n, t, ok) for n, t, ok in
+                                  [(4, 400.0, True), (8, 300.0, True), (12, 100.0, True), (16, 50.0, False)]]),
+                      check_prices(PRICES, "p"), "t")
+    assert runtime_limit(runs, 50) == pytest.approx(300.0)  # median of the completed 100, 300, 400
+    _, oracle, truth = make_problem(runs, candidate_space(runs), "f/j/s", 50, 7200, 0.0, 0)
+    costs = [n * 0.1 * t / 3600 for n, t in [(4, 400), (8, 300), (12, 100), (16, 50)]]
+    assert truth.cost == pytest.approx(costs) and truth.feasible.tolist() == [False, True, True, False]
+    assert truth.optimum == pytest.approx(costs[2])  # 12 nodes: 0.0333 USD beats 8 nodes' 0.0667
+    failed = oracle.profile(3)  # a failed run is observed as running to the timeout, and paid for
+    assert not failed.completed and np.exp(failed.log_runtime) == pytest.approx(7200)
+    assert np.exp(failed.log_cost) == pytest.approx(16 * 0.1 * 2)
+    scored = score([3, 1, 2], truth)  # nothing feasible, then 8 nodes, then the optimum
+    assert scored["norm_cost"] == pytest.approx([costs[1] / costs[2], costs[1] / costs[2], 1.0])
+    assert scored["runs_to_within_10pct"] == 3 and scored["feasible_runs"] == 2
+
+
+def smooth_table() -> pd.DataFrame:
+    """One job whose runtime falls smoothly with cores: the cheapest feasible configuration is unique."""
+    rows = []
+    for vm, cores in (("c4.large", 2), ("c4.xlarge", 4), ("c4.2xlarge", 8), ("m4.large", 2), ("m4.xlarge", 4)):
+        for nodes in (4, 8, 12, 16, 24, 32):
+            rows.append(("job", "spark", "s", vm, nodes, 20.0 + 8000.0 / (cores * nodes) + 0.5 * nodes, True))
+    prices = pd.DataFrame({"vm_type": ["c4.large", "c4.xlarge", "c4.2xlarge", "m4.large", "m4.xlarge"],
+                           "usd_per_hour": [0.1, 0.2, 0.4, 0.1, 0.2]})
+    return check_runs(runs_table(rows), check_prices(prices, "p"), "smooth")
+
+
+def test_cherrypick_finds_the_optimum_of_a_small_table():
+    runs = smooth_table()
+    found = run_one(Search("spark/job/s", "cherrypick", 30, 0), runs, candidate_space(runs), [],
+                    CloudConfig(max_runs=10, noise_std=0.01))
+    assert found["norm_cost"][-1] == pytest.approx(1.0)  # 30 candidates, 10 runs
+
+
+def test_rgpe_weights_favour_a_support_that_ranks_like_the_target():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(12, 2, generator=gen, dtype=DTYPE)
+    f = (X[:, 0] * 3 + X[:, 1]).unsqueeze(-1)
+    alike = fit_gp(X, f + 5.0).models[0]  # shifted, same order
+    reversed_ = fit_gp(X, -f).models[0]
+    target_X, target_y = X[:5], f[:5, 0]
+    weights = rgpe_weights([latent(m, target_X) for m in (alike, reversed_)], None, target_y, 128, gen)
+    assert weights[0] > 0.9 and weights.sum() == pytest.approx(1.0)
+
+
+def blinded(oracle: Oracle, keep: list[int]) -> Oracle:
+    """The same oracle with the truth of every candidate outside `keep` replaced by NaN."""
+    hidden = [i for i in range(len(oracle._runtime)) if i not in keep]
+    copy = Oracle(oracle._runtime.copy(), oracle._completed.copy(), oracle._price.copy(), oracle._timeout, 0.0, 0)
+    copy._noise = oracle._noise.copy()
+    copy._runtime[hidden], copy._price[hidden] = np.nan, np.nan
+    return copy
+
+
+@pytest.mark.parametrize("method", ["cherrypick", "karasu"])
+def test_no_search_reads_the_outcomes_of_runs_it_did_not_profile(method):
+    runs, prices = generated_runs(0)
+    runs = check_runs(runs, check_prices(prices, "p"), "generated")
+    cfg = CloudConfig(max_runs=6, karasu={"support": "same_workload"})
+    space = candidate_space(runs)
+    supports = [fit_support(shared_repository(runs, cfg).query("job == 'spark/join/bigdata'"), space, cfg)]
+    problem, oracle, _ = make_problem(runs, space, "spark/join/huge", 50, cfg.timeout_s, cfg.noise_std, 1)
+    ctx = Context(cfg, supports, 1)
+    first = [o.index for o in run_search(method, problem, oracle, ctx)]
+    again = blinded(oracle, first)
+    second = run_search(method, problem, again, ctx)
+    assert [o.index for o in second] == first  # any look at a hidden outcome would have changed a choice or raised
+    assert all(np.isfinite(o.log_cost) for o in second)
+
+
+def test_truth_scores_only_runs_that_meet_the_limit():
+    truth = Truth(cost=np.array([1.0, 2.0, 4.0]), feasible=np.array([False, True, True]))
+    assert truth.best_found([0]) == 4.0  # nothing feasible yet: the priciest feasible configuration
+    assert truth.best_found([0, 2, 1]) == 2.0 and truth.optimum == 2.0
