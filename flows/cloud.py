@@ -21,6 +21,7 @@ from flows.options import (
     comma_list,
     default,
     flow_overrides,
+    int_list,
     set_option,
 )
 from flows.runtime import RETRY_TRANSIENT, run_flow, task_runner
@@ -31,6 +32,7 @@ from tasks.cloud.search import SupportModel
 from tasks.cloud.study import Search, fit_support, run_one, support_jobs
 from tasks.common.config import load_config
 from tasks.common.paths import project_root
+from tasks.common.precision import hardware_tags
 
 SECTION = "cloud"
 
@@ -90,7 +92,7 @@ def cloud_flow(
 
     out_dir = project_root() / cfg.out_dir
     summary = summarise(rows)
-    info = {"hardware": _hardware(), "title": f"{len(inputs.jobs)} jobs, {inputs.source.split('/')[-1]}"}
+    info = {"hardware": hardware_tags(), "title": f"{len(inputs.jobs)} jobs, {inputs.source.split('/')[-1]}"}
     write_outputs(rows, summary, out_dir, info)
     run_id = log_to_mlflow(rows, summary, cfg, out_dir, run_name=f"cloud-{len(inputs.jobs)}jobs")
     for method, stats in summary["methods"].items():
@@ -117,12 +119,6 @@ def collect(futures: list, logger) -> list[dict]:
     return rows
 
 
-def _hardware() -> dict[str, str]:
-    from tasks.common.precision import hardware_tags
-
-    return hardware_tags()
-
-
 FLOWS = [cloud_flow]
 app = typer.Typer(help="Cloud configuration: collaborative Bayesian optimisation (Karasu) on shared profiling runs.",
                   no_args_is_help=True)
@@ -131,8 +127,6 @@ SET_OPTION = set_option("repetitions=1")
 
 def _overrides(assignments: list[str] | None, workloads: str | None, methods: str | None,
                percentiles: str | None) -> dict:
-    from flows.options import int_list
-
     return cli_overrides(assignments, workloads=comma_list(workloads), methods=comma_list(methods),
                          percentiles=int_list(percentiles, "--percentiles") if percentiles else None)
 
@@ -160,26 +154,8 @@ def run(
                            "mlflow_run_id": result["mlflow_run_id"]}, indent=2))
 
 
-def _repository(cfg: CloudConfig, given: str | None):
-    from pathlib import Path
-
-    folder = Path(given or cfg.repository)
-    return folder if folder.is_absolute() else project_root() / folder
-
-
-def _prices(cfg: CloudConfig, prices: str | None, data_dir: str | None):
-    from pathlib import Path
-
-    from tasks.cloud.runs import CloudError, read_prices
-    from tasks.common.paths import data_dir as find_data_dir
-
-    if prices:
-        return read_prices(prices)
-    folder = find_data_dir(data_dir)
-    if folder is None:
-        raise CloudError("no price list: pass --prices FILE (vm_type,usd_per_hour) or --data-dir with "
-                         f"{cfg.prices_file}")
-    return read_prices(Path(folder) / cfg.prices_file)
+REPOSITORY_OPTION = typer.Option(None, help="Repository folder (default: params.yaml cloud.repository).")
+PRICES_OPTION = typer.Option(None, help="Price list vm_type,usd_per_hour (default: the data dir's).")
 
 
 @app.command("contribute")
@@ -187,18 +163,18 @@ def contribute(
     runs: str = typer.Argument(..., help="Your profiling runs: CSV or Parquet with workload,framework,datasize,vm_type,"
                                          "nodes,elapsed_time_s,completed."),
     user: str = typer.Option(..., "--user", help="Your name; it names the contribution's file."),
-    repository: str = typer.Option(None, help="Repository folder (default: params.yaml cloud.repository)."),
-    prices: str = typer.Option(None, help="Price list vm_type,usd_per_hour (default: the data dir's)."),
+    repository: str = REPOSITORY_OPTION,
+    prices: str = PRICES_OPTION,
     set_: list[str] = SET_OPTION,
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Share profiling runs with collaborators: checked, written to the repository, versioned by DVC."""
     from tasks.cloud.repository import contribute as add_runs
-    from tasks.cloud.repository import version_with_dvc
+    from tasks.cloud.repository import price_list, repository_folder, version_with_dvc
 
     cfg = load_config(CloudConfig, SECTION, cli_overrides(set_))
-    folder = _repository(cfg, repository)
-    path = add_runs(runs, user, folder, _prices(cfg, prices, data_dir))
+    folder = repository_folder(cfg, repository)
+    path = add_runs(runs, user, folder, price_list(cfg, prices, data_dir))
     tracked = version_with_dvc(folder)
     typer.echo(f"added {path}" + (f"; DVC tracks the folder in {tracked} (git add it, then dvc push)" if tracked else ""))
 
@@ -208,24 +184,26 @@ def optimize(
     workload: str = typer.Option(..., help="Your job as framework/workload/datasize, e.g. spark/join/huge."),
     max_runtime: float = typer.Option(..., help="Runtime limit in seconds a configuration must meet."),
     observed: str = typer.Option(None, help="Your runs of this job so far (same columns as contribute); none: start."),
-    repository: str = typer.Option(None, help="Repository folder (default: params.yaml cloud.repository)."),
-    prices: str = typer.Option(None, help="Price list vm_type,usd_per_hour (default: the data dir's)."),
+    repository: str = REPOSITORY_OPTION,
+    prices: str = PRICES_OPTION,
     set_: list[str] = SET_OPTION,
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Recommend the next configuration to profile for your job (Karasu on collaborators' runs)."""
-    import pandas as pd
+    from tasks.cloud.recommend import check_request, recommend
+    from tasks.cloud.repository import (
+        own_runs,
+        price_list,
+        read_repository,
+        repository_folder,
+    )
 
-    from tasks.cloud.recommend import recommend
-    from tasks.cloud.repository import read_repository
-    from tasks.cloud.runs import check_runs, read_table
-
+    check_request(workload, max_runtime)  # before any file is read
     cfg = load_config(CloudConfig, SECTION, cli_overrides(set_))
-    price_list = _prices(cfg, prices, data_dir)
-    shared = read_repository(_repository(cfg, repository), price_list)
-    own = check_runs(read_table(observed, "runs table"), price_list, observed) if observed else shared.iloc[:0]
-    own = pd.concat([own, shared[shared["job"] == workload]], ignore_index=True).drop_duplicates(["vm_type", "nodes"])
-    typer.echo(json.dumps(recommend(workload, own[own["job"] == workload], shared, max_runtime, cfg), indent=2))
+    table = price_list(cfg, prices, data_dir)
+    shared = read_repository(repository_folder(cfg, repository), table)
+    own = own_runs(workload, observed, shared, table)
+    typer.echo(json.dumps(recommend(workload, own, shared, max_runtime, cfg), indent=2))
 
 
 def bench(
@@ -244,7 +222,7 @@ def bench(
     result = run_cloud(overrides, data_dir)
     methods = {m: {k: s[k] for k in ("norm_cost_at", "runs_to_within_10pct", "feasible_rate", "wall_s")}
                for m, s in result["methods"].items()}
-    out = {"hardware": _hardware(), "source": result["source"], "methods": methods,
+    out = {"hardware": hardware_tags(), "source": result["source"], "methods": methods,
            **({"pareto": result["pareto"]} if "pareto" in result else {}), "wall_s": round(time.perf_counter() - start, 1)}
     if "karasu_vs_cherrypick" in result:
         versus = result["karasu_vs_cherrypick"]

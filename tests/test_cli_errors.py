@@ -31,6 +31,7 @@ def seedflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     (["forecast", "run", "--set", "tune.nope=1"], "unknown parameter 'forecast.tune.nope'"),
     (["logs", "run", "--set", "pull.nope=1"], "unknown parameter 'logs.pull.nope'"),
     (["cloud", "run", "--workloads", "spark/nope/huge"], "workloads ['spark/nope/huge'] are not in"),
+    (["cloud", "optimize", "--workload", "join", "--max-runtime", "900"], "--workload 'join' must be framework/workload/datasize"),
 ])
 def test_bad_input_is_one_line_before_any_server(tmp_path, monkeypatch, args, message):
     """Through the entry point `seedflow` runs (in this process, so each case costs no start-up).

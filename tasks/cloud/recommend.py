@@ -17,10 +17,16 @@ from tasks.cloud.search import COST, RUNTIME, Context, karasu_model, karasu_next
 from tasks.cloud.study import fit_support, stable_seed, support_jobs
 
 
-def recommend(job: str, own: pd.DataFrame, shared: pd.DataFrame, max_runtime_s: float, cfg: CloudConfig) -> dict:
-    """Next configuration (with predicted runtime, cost and chance of meeting the limit) and the best so far."""
+def check_request(job: str, max_runtime_s: float) -> None:
+    if job.count("/") != 2:
+        raise CloudError(f"--workload {job!r} must be framework/workload/datasize, e.g. spark/join/huge")
     if max_runtime_s <= 0:
         raise CloudError(f"--max-runtime must be positive seconds, got {max_runtime_s}")
+
+
+def recommend(job: str, own: pd.DataFrame, shared: pd.DataFrame, max_runtime_s: float, cfg: CloudConfig) -> dict:
+    """Next configuration (with predicted runtime, cost and chance of meeting the limit) and the best so far."""
+    check_request(job, max_runtime_s)
     both = pd.concat([own, shared], ignore_index=True)
     if both.empty:
         raise CloudError("no runs at all: profile your job once or contribute runs to the repository first")
@@ -28,7 +34,7 @@ def recommend(job: str, own: pd.DataFrame, shared: pd.DataFrame, max_runtime_s: 
     problem = Problem(job, space[["vm_type", "nodes", "usd_per_hour"]], feature_matrix(space), max_runtime_s, cfg.timeout_s)
     obs = _observations(own, space, cfg.timeout_s)
     others = shared[shared["job"] != job]
-    jobs = support_jobs(job, sorted(others["job"].unique()) + [job], cfg.karasu.support) if "/" in job else []
+    jobs = support_jobs(job, sorted(others["job"].unique()), cfg.karasu.support)
     supports = [fit_support(others[others["job"] == j], space, cfg) for j in jobs]
     seed = stable_seed(cfg.seed, job, len(obs))
     out = {"job": job, "max_runtime_s": max_runtime_s, "profiled": len(obs), "collaborators_jobs": len(supports),

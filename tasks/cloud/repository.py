@@ -10,9 +10,40 @@ from pathlib import Path
 
 import pandas as pd
 
-from tasks.cloud.runs import RUN_COLUMNS, CloudError, check_runs, read_table
+from tasks.cloud.config import CloudConfig
+from tasks.cloud.runs import (
+    RUN_COLUMNS,
+    CloudError,
+    check_runs,
+    read_prices,
+    read_table,
+)
 from tasks.common.atomic import write_frame
+from tasks.common.paths import data_dir as find_data_dir
 from tasks.common.paths import project_root
+
+
+def repository_folder(cfg: CloudConfig, given: str | None) -> Path:
+    """`given`, else params.yaml `cloud.repository`; relative paths are from the project root."""
+    folder = Path(given or cfg.repository)
+    return folder if folder.is_absolute() else project_root() / folder
+
+
+def price_list(cfg: CloudConfig, given: str | None, data_dir: str | None) -> pd.DataFrame:
+    """`given`, else the data folder's `cloud.prices_file`."""
+    if given:
+        return read_prices(given)
+    folder = find_data_dir(data_dir)
+    if folder is None:
+        raise CloudError(f"no price list: pass --prices FILE (vm_type,usd_per_hour) or --data-dir with {cfg.prices_file}")
+    return read_prices(Path(folder) / cfg.prices_file)
+
+
+def own_runs(job: str, observed: str | None, shared: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
+    """A user's runs of `job`: the `observed` file's, then their contributions in the repository."""
+    mine = check_runs(read_table(observed, "runs table"), prices, observed) if observed else shared.iloc[:0]
+    both = pd.concat([mine, shared[shared["job"] == job]], ignore_index=True)
+    return both[both["job"] == job].drop_duplicates(["vm_type", "nodes"])
 
 
 def contribute(runs_path: str | Path, user: str, folder: str | Path, prices: pd.DataFrame) -> Path:
