@@ -25,7 +25,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
 repro: $(STAMP)  ## import the inputs into data/ (DVC) if absent, then reproduce every stage from params.yaml
-	test -d data/load -a -d data/cloud || $(BIN)/seedflow data import
+	test -d data/load -a -d data/cloud -a -d data/energy || $(BIN)/seedflow data import
 	$(BIN)/dvc repro
 
 prefect-server: $(STAMP)  ## Prefect UI and API on http://127.0.0.1:4200

@@ -24,6 +24,7 @@ from flows.options import (DATA_DIR_OPTION, OVERWRITE_OPTION, cli_overrides, com
 from flows.runtime import RETRY_TRANSIENT, relay_lines, run_flow, task_runner, worker_runs_end_with_flow
 from tasks.common.config import load_config
 from tasks.llm.config import CHAT_STAGES, EvalConfig, Mode, PretrainConfig, StudyConfig, TokenizerConfig
+from tasks.llm.curtail.config import CurtailConfig, PolicyName
 
 SLIM = ("history", "evals")  # per-step lists stay in the stage's own files, not in flow results
 
@@ -57,6 +58,21 @@ def stage_task(stage: str, cfg: PretrainConfig, init_checkpoint: str | None, out
             summary = run_pretrain(cfg, out_dir, tags)
         else:
             summary = run_chat_stage(stage, cfg, init_checkpoint, out_dir, data_dir, tags)
+    return {k: v for k, v in summary.items() if k not in SLIM}
+
+
+@task(name="llm-curtail", retries=0, cache_policy=NO_CACHE)
+def curtail_task(ccfg: CurtailConfig, pcfg: PretrainConfig, data_dir: str | None, tags: dict[str, str],
+                 tracking_uri: str) -> dict[str, Any]:
+    """Curtailment-aware training; submit it under `remote_options(num_cpus=0)`. Not retried: `--resume` continues it."""
+    import os
+
+    from tasks.llm.stages import absolute, run_curtail_stage
+    from tasks.llm.train import progress_log
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    with relay_lines(progress_log(absolute(ccfg.out_dir)), get_run_logger().info):
+        summary = run_curtail_stage(ccfg, pcfg, data_dir, tags)
     return {k: v for k, v in summary.items() if k not in SLIM}
 
 
@@ -118,21 +134,24 @@ def llm_pretrain(
     workers: int = default("llm.pretrain", "workers"),
     steps: int = default("llm.pretrain", "steps"),
     depth: int = default("llm.pretrain", "depth"),
+    sites: list[dict[str, Any]] = default("llm.pretrain", "sites"),
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pretrain the GPT on the token shards: one process, or DDP / DiLoCo on Ray workers.
+    """Pretrain the GPT on the token shards: one process, or DDP / DiLoCo on Ray workers, on one or more sites.
 
     Args:
         mode: single, ddp or diloco.
-        workers: Ray workers for ddp and diloco.
+        workers: Ray workers for ddp and diloco without sites.
         steps: optimizer steps.
         depth: transformer layers (width = 64 x depth).
+        sites: [{name, workers, link: {bandwidth_mbps, latency_ms}, resources, node_label, join_round, leave_round}];
+            [] = the workers on this machine.
         overrides: any other key of params.yaml `llm.pretrain`, dotted (e.g. {"diloco.inner_steps": 20}); wins over the fields above.
     """
     from tasks.llm.preflight import check_pretrain
 
     cfg = load_config(PretrainConfig, "llm.pretrain", flow_overrides(overrides, mode=mode, workers=workers, steps=steps,
-                                                                      depth=depth))
+                                                                      depth=depth, sites=sites))
     check_pretrain(cfg, log=get_run_logger().info)
     return _train("pretrain", cfg)
 
@@ -213,6 +232,44 @@ def llm_eval(
     get_run_logger().info("llm_eval: bpb %s, %s; report %s", recorded["bpb"],
                           {k: v["accuracy"] for k, v in recorded["tasks"].items()}, recorded["report"])
     return recorded
+
+
+def curtail_configs(overrides: dict[str, Any]) -> tuple[CurtailConfig, PretrainConfig]:
+    """`llm.curtail`, and `llm.pretrain` with its `pretrain` overrides and its out_dir and experiment."""
+    ccfg = load_config(CurtailConfig, "llm.curtail", overrides)
+    pcfg = load_config(PretrainConfig, "llm.pretrain", {**ccfg.pretrain, "out_dir": ccfg.out_dir,
+                                                        "experiment": ccfg.experiment})
+    return ccfg, pcfg
+
+
+@flow(name="llm_curtail", task_runner=task_runner(), log_prints=True)
+def llm_curtail(
+    policy: PolicyName = default("llm.curtail", "policy"),
+    threshold: float = default("llm.curtail", "threshold"),
+    target_site_steps: int = default("llm.curtail", "target_site_steps"),
+    overrides: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Curtailment-aware training: each site trains only while its grid's carbon intensity is below the threshold.
+
+    Args:
+        policy: reactive (start when the MCI drops) or forecast (provision ahead from a forecast).
+        threshold: MCI below which a site may train (in llm.curtail.unit).
+        target_site_steps: optimizer steps summed over sites (equal tokens across runs).
+        overrides: any other key of params.yaml `llm.curtail`, dotted (e.g. {"budget.carbon_kg": 5}).
+        data_dir: public datasets folder (MCI traces under energy/; generated traces without one).
+    """
+    from tasks.common.tracking import tracking_uri
+    from tasks.llm.preflight import check_curtail
+
+    ccfg, pcfg = curtail_configs(flow_overrides(overrides, policy=policy, threshold=threshold,
+                                                target_site_steps=target_site_steps))
+    check_curtail(ccfg, pcfg, data_dir)
+    with worker_runs_end_with_flow() as tags, remote_options(num_cpus=0):
+        summary = curtail_task.submit(ccfg, pcfg, data_dir, tags, tracking_uri()).result()
+    get_run_logger().info("llm_curtail done: %s", {k: summary.get(k) for k in (
+        "kg_co2", "energy_kwh", "share_in_windows", "sim_hours", "val_bpb", "tokens", "budget_stop", "mlflow_run_id")})
+    return summary
 
 
 def _stage_config(stage: str, study: StudyConfig, modes: tuple[str, ...]) -> PretrainConfig:
@@ -298,7 +355,7 @@ def _run_arms(study: StudyConfig, out_root: str, eval_cfg: EvalConfig, data_dir:
     return arms, {key: future.result() for key, future in evals.items()}
 
 
-FLOWS = [llm_tokenize, llm_pretrain, llm_midtrain, llm_sft, llm_eval, llm_study]
+FLOWS = [llm_tokenize, llm_pretrain, llm_midtrain, llm_sft, llm_eval, llm_study, llm_curtail]
 
 
 # ---------------------------------------------------------------- CLI
@@ -334,14 +391,19 @@ def pretrain(
     mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.pretrain.mode)."),
     workers: int = typer.Option(None, help="Ray workers for ddp / diloco."),
     steps: int = typer.Option(None, help="Optimizer steps."),
+    sites: str = typer.Option(None, help="Sites joined by emulated links: name[:workers][@mbit_per_s[/latency_ms]],... "
+                                         "e.g. a@100/50,b@100/50 (more with --set sites=[...])."),
     resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the newest intact checkpoint in out_dir."),
     overwrite: bool = OVERWRITE_OPTION,
     set_: list[str] = SET_OPTION,
 ) -> None:
     """Pretrain the GPT on the token shards (Prefect flow `llm_pretrain`, Ray workers, MLflow `llm-pretrain`)."""
+    from tasks.llm.config import parse_sites
     from tasks.llm.preflight import check_pretrain
 
-    overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, resume=resume, overwrite=overwrite)
+    site_list = parse_sites(sites) if sites is not None else None
+    overrides = cli_overrides(set_, mode=mode, workers=workers, steps=steps, sites=site_list, resume=resume,
+                              overwrite=overwrite)
     check_pretrain(load_config(PretrainConfig, "llm.pretrain", overrides), log=typer.echo)
     _print_stage(run_flow("flows.llm:llm_pretrain", overrides=overrides))
 
@@ -423,6 +485,30 @@ def study(overwrite: bool = OVERWRITE_OPTION, set_: list[str] = set_option("pret
 
 
 @app.command()
+def curtail(
+    policy: str = typer.Option(None, help="reactive | forecast (default: params.yaml llm.curtail.policy)."),
+    threshold: float = typer.Option(None, help="MCI below which a site may train (llm.curtail.unit)."),
+    target_site_steps: int = typer.Option(None, help="Optimizer steps summed over sites."),
+    resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the newest intact checkpoint."),
+    overwrite: bool = OVERWRITE_OPTION,
+    set_: list[str] = set_option("budget.carbon_kg=5"),
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Curtailment-aware DiLoCo across sites that train only in clean-energy windows (Prefect flow `llm_curtail`)."""
+    from tasks.llm.preflight import check_curtail
+
+    overrides = cli_overrides(set_, policy=policy, threshold=threshold, target_site_steps=target_site_steps)
+    for key, value in (("resume", resume), ("overwrite", overwrite)):
+        if value is not None:
+            overrides[f"pretrain.{key}"] = value
+    check_curtail(*curtail_configs(overrides), data_dir)
+    summary = run_flow("flows.llm:llm_curtail", overrides=overrides, data_dir=data_dir)
+    typer.echo(json.dumps({k: summary.get(k) for k in ("variant", "kg_co2", "energy_kwh", "idle_kwh", "share_in_windows",
+                                                       "sim_hours", "val_bpb", "tokens", "budget_stop", "out_dir",
+                                                       "mlflow_run_id")}, indent=2, default=str))
+
+
+@app.command()
 def chat(
     checkpoint: str = typer.Option("results/llm/sft", help="Checkpoint, run folder or models:/NAME/VERSION to talk to."),
     prompt: str = typer.Option(None, "--prompt", "-p", help="Ask one question, print the answer and exit."),
@@ -497,18 +583,25 @@ def bench_pretrain(
     inner_steps: int = typer.Option(50, help="DiLoCo H."),
     seeds: str = typer.Option("0,1,2", help="Seeds of the DDP / DiLoCo comparison (bpb figures are their mean)."),
     precision: str = typer.Option("auto", help="auto | bf16 | fp32 for the throughput runs (auto: bf16 only where fast)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda for the throughput runs (auto: CUDA when present)."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """Tokens/s and MFU (vs the matmul peak of the dtype in use, measured here) of compiled single-process
-    training per depth, the eager trainer at the first depth as baseline, then DDP vs DiLoCo on 2 Ray
-    workers: final val bpb, bytes per worker and their ratio, wall seconds. Names the CPU and precision."""
+    """Tokens/s and MFU (vs the matmul peak of the dtype in use on the device, measured here) of compiled
+    single-process training per depth, the eager trainer at the first depth as baseline, then DDP vs DiLoCo
+    on 2 Ray workers: final val bpb, bytes per worker and their ratio, wall seconds. Names the CPU, device
+    and precision."""
     from tasks.common.precision import hardware_tags
     from tasks.llm.bench import compare_ddp_diloco, single_throughput
+    from tasks.llm.device import resolve_device
 
     depth_list, seed_list = int_list(depths, "--depths"), int_list(seeds, "--seeds")
-    compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True, precision=precision) for d in depth_list]
-    eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False, precision=precision)
-    out = {"hardware": hardware_tags(), "precision": compiled[0]["precision"], "single": compiled, "single_eager": eager,
+    device = resolve_device(device)
+    compiled = [single_throughput(d, seq_len, vocab, accum=accum, compile=True, precision=precision, device=device)
+                for d in depth_list]
+    eager = single_throughput(compiled[0]["depth"], seq_len, vocab, accum=accum, compile=False, precision=precision,
+                              device=device)
+    out = {"hardware": hardware_tags(), "device": compiled[0]["device"], "precision": compiled[0]["precision"],
+           "single": compiled, "single_eager": eager,
            "compile_speedup": round(compiled[0]["tokens_per_s"] / eager["tokens_per_s"], 2)}
     if compare_steps:
         out.update(compare_ddp_diloco(data_dir, compare_steps, inner_steps, seeds=tuple(seed_list)))
@@ -552,7 +645,58 @@ def bench_sdc(
     print(json.dumps({"hardware": hardware_tags(), **out, "wall_s": round(time.perf_counter() - start, 1)}))
 
 
-BENCHES = {"pretrain": bench_pretrain, "llm-study": bench_study, "sdc": bench_sdc}
+def bench_diloco_wan(
+    bandwidths: str = typer.Option("1000,100,10", help="Link bandwidths in Mbit/s (comma-separated)."),
+    latency_ms: float = typer.Option(50.0, help="Link latency."),
+    rounds: int = typer.Option(20, help="DiLoCo outer rounds (the fault run kills a site at half of them)."),
+    inner_steps: int = typer.Option(30, help="DiLoCo H; every run trains rounds x H steps on each of 2 sites."),
+    depth: int = typer.Option(1, help="Model depth (width 64 x depth; bytes as tokens)."),
+    batch_size: int = typer.Option(4, help="Sequences per step per site."),
+    seq_len: int = typer.Option(64, help="Sequence length."),
+    outer_lr: float = typer.Option(0.5, help="DiLoCo outer lr (Nesterov)."),
+    outer_momentum: float = typer.Option(0.5, help="DiLoCo outer momentum."),
+    fault_sites: int = typer.Option(4, help="Sites of the fault run and of its no-fault twin."),
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """DDP vs DiLoCo vs int8 DiLoCo between 2 sites over emulated links, equal tokens and seed: wall and comm
+    seconds, bytes per worker, val bpb per bandwidth; and DiLoCo with one site killed -9 at half of the run."""
+    from tasks.common.precision import hardware_tags
+    from tasks.llm.wan_bench import run
+
+    start = time.perf_counter()
+    mbps = tuple(float(b) for b in comma_list(bandwidths) or [])
+    out = run(data_dir, mbps, latency_ms, rounds, inner_steps, depth, batch_size, seq_len, outer_lr, outer_momentum,
+              fault_sites)
+    print(json.dumps({"hardware": hardware_tags(), "precision": "fp32", **out, "wall_s": round(time.perf_counter() - start, 1)}))
+
+
+def bench_curtail(
+    target_site_steps: int = typer.Option(3000, help="Optimizer steps summed over sites, every run."),
+    depth: int = typer.Option(1, help="Model depth (width 64 x depth; bytes as tokens)."),
+    batch_size: int = typer.Option(4, help="Sequences per step per site."),
+    seq_len: int = typer.Option(64, help="Sequence length."),
+    set_: list[str] = set_option("threshold=200"),
+    data_dir: str = DATA_DIR_OPTION,
+) -> None:
+    """Curtailment-aware training (reactive and forecast policies, the two-site variant) against one site training
+    non-stop in each region, at equal tokens: kg CO2, energy, share inside windows, simulated hours, val bpb."""
+    from tasks.common.paths import data_dir as resolve_data_dir
+    from tasks.common.precision import hardware_tags
+    from tasks.llm.curtail.bench import run
+    from tasks.llm.curtail.traces import site_traces
+    from tasks.llm.wan_bench import byte_source
+
+    start = time.perf_counter()
+    ccfg, pcfg = curtail_configs({**cli_overrides(set_), "target_site_steps": target_site_steps})
+    pcfg = PretrainConfig.model_validate({**pcfg.model_dump(), "depth": depth, "sequence_len": seq_len,
+                                          "device_batch_size": batch_size, "register_model": False})
+    traces = site_traces(ccfg, resolve_data_dir(data_dir))
+    out = run(ccfg, pcfg, byte_source(data_dir, batch_size, seq_len), traces)
+    print(json.dumps({"hardware": hardware_tags(), **out, "wall_s": round(time.perf_counter() - start, 1)}))
+
+
+BENCHES = {"pretrain": bench_pretrain, "llm-study": bench_study, "sdc": bench_sdc, "diloco-wan": bench_diloco_wan,
+           "curtail": bench_curtail}
 
 
 def demo(data_dir: str | None) -> str:
@@ -565,7 +709,12 @@ def demo(data_dir: str | None) -> str:
     for mode in ("ddp", "diloco"):  # the demo replaces its own earlier results
         overrides = {**settings.get("pretrain", {}), "mode": mode, "out_dir": f"results/demo/llm/pretrain_{mode}",
                      "run_name": f"demo-{mode}", "overwrite": True}
+        if mode == "diloco":
+            overrides["sites"] = settings.get("diloco_sites", [])
         s = run_flow("flows.llm:llm_pretrain", overrides=overrides)
         lines.append(f"{mode}: val bpb {s['val_bpb']:.3f}, {s['comm_bytes_per_worker'] / 1e6:.1f} MB/worker, "
                      f"{s['wall_seconds']:.0f}s, {s['precision']}")
-    return f"llm pretrain ({'; '.join(lines)}) in MLflow experiment 'llm-pretrain', results/demo/llm/"
+    c = run_flow("flows.llm:llm_curtail", overrides=settings.get("curtail", {}), data_dir=data_dir)
+    return (f"llm pretrain ({'; '.join(lines)}) in MLflow experiment 'llm-pretrain'; curtailment-aware run "
+            f"{c['kg_co2']:.2f} kg CO2, {c['share_in_windows']:.0%} of energy in clean windows, {c['sim_hours']:.0f} "
+            f"simulated hours, val bpb {c['val_bpb']:.3f} in 'llm-curtail'; results/demo/llm/")

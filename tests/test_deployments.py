@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
-    """(deployment, parameters) in dependency order: tokens -> pretrain -> midtrain -> sft -> eval."""
+    """(deployment, parameters) in dependency order: tokens -> curtail, pretrain -> midtrain -> sft -> eval."""
     train = {"sequence_len": 64, "device_batch_size": 2, "eval_every": 0, "eval_tokens": 256, "checkpoint_every": 0,
              "compile": False, "threads_per_worker": 1}
     chat = {**train, "train_tasks": {"addition": 1.0}, "val_tasks": {"addition": 1.0},
@@ -34,6 +34,9 @@ def tiny_runs(tmp: Path) -> list[tuple[str, dict]]:
                                "overrides": {"repetitions": 1, "max_runs": 4, "karasu.support": "same_workload",
                                              "out_dir": str(tmp / "cloud"), "experiment": "cloud-test"}}),
         ("llm_tokenize/llm_tokenize-local", {"vocab_size": 300, "overrides": {"max_chars": 50000, "out_dir": str(tmp / "tokens")}}),
+        ("llm_curtail/llm_curtail-local", {"target_site_steps": 12, "overrides": {
+            "step_s": 300.0, "out_dir": str(tmp / "curtail"),
+            "pretrain": {**train, "depth": 1, "tokens_dir": str(tmp / "tokens"), "eval_every": 0}}}),
         ("llm_pretrain/llm_pretrain-local", {"mode": "single", "steps": 3, "depth": 1,
                                              "overrides": {**train, "tokens_dir": str(tmp / "tokens"),
                                                            "out_dir": str(tmp / "pretrain")}}),
@@ -156,6 +159,7 @@ def test_every_deployment_completes_from_the_api(served, tmp_path, shared_data, 
         state = _final_state(flow_run.id)
         assert state.is_completed(), f"{name}: {state}\n{served.read_text()[-4000:]}"
     assert (tmp_path / "eval" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "curtail" / "curtail.json").read_text())["site_steps"] == 12
     check_study(tmp_path / "study", mlflow_store)
     check_cloud(tmp_path / "cloud", mlflow_store)
 

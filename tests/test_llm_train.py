@@ -227,59 +227,19 @@ def test_checkpoint_and_init_from_it(shared_data, tmp_path, mlflow_store):
 def test_diloco_h1_equals_ddp_on_two_ray_workers(shared_data, tmp_path, mlflow_store, ray_local):
     """With plain SGD inside, H=1, outer lr 1 and no momentum, DiLoCo's averaged pseudo-gradient is
     lr x the averaged gradient: the same update as DDP. (Adam or Muon inside would normalise each
-    worker's gradient before averaging, so they would differ.)"""
+    worker's gradient before averaging, so they would differ.) DDP runs in one gloo group, DiLoCo
+    through the hub: two mechanisms, one result."""
     common = dict(steps=6, eval_every=0, checkpoint_every=0, workers=2,
                   optim={"kind": "sgd", "lr": 0.5, "grad_clip": 0.0, "warmdown_frac": 0.0})
     ddp = run_training(tiny_cfg(mode="ddp", **common), byte_source(shared_data), out_dir=tmp_path / "ddp")
     dil = run_training(tiny_cfg(mode="diloco", diloco={"inner_steps": 1, "outer_lr": 1.0, "outer_momentum": 0.0},
                                 **common), byte_source(shared_data), out_dir=tmp_path / "diloco")
-    np.testing.assert_allclose(dil["history"], ddp["history"], rtol=1e-4)
     a, _ = load_model(ddp["model_dir"])
     b, _ = load_model(dil["model_dir"])
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
     n_params = ddp["n_params"]
-    assert ddp["comm_bytes_per_worker"] == dil["comm_bytes_per_worker"] == 6 * 4 * n_params
+    assert ddp["comm_bytes_per_worker"] == 6 * 2 * 4 * n_params  # a 2-worker ring: sends B, receives B per step
+    assert dil["comm_bytes_per_worker"] == (6 + 5) * 4 * n_params  # 6 pseudo-gradients up, 5 updates down
     assert ddp["sync_rounds"] == dil["sync_rounds"] == 6
-
-
-@pytest.mark.parametrize("wire", ["fp32", "bf16"])
-def test_pseudo_gradients_averaged_across_two_ray_workers(ray_local, wire):
-    from tasks.common.ports import free_port
-
-    def _sync_twice(rank: int, url: str, deltas: list[torch.Tensor], diloco: dict):
-        """One DiLoCo worker: move its params by -delta, sync; twice."""
-        import torch.distributed as dist
-
-        from tasks.llm.config import DilocoConfig
-        from tasks.llm.ddp import CommStats
-        from tasks.llm.diloco import DilocoOuter
-
-        dist.init_process_group("gloo", init_method=url, rank=rank, world_size=2)
-        try:
-            p = torch.nn.Parameter(torch.ones(3, 4))
-            outer, stats, seen = DilocoOuter([p], DilocoConfig(**diloco)), CommStats(), []
-            for _ in range(2):
-                with torch.no_grad():
-                    p.sub_(deltas[rank])
-                outer.sync(stats)
-                seen.append(p.detach().clone())
-            return seen, stats.as_dict()
-        finally:
-            dist.destroy_process_group()
-
-    torch.manual_seed(0)
-    deltas = [torch.randn(3, 4), torch.randn(3, 4)]
-    diloco = {"outer_lr": 0.7, "outer_momentum": 0.9, "nesterov": True, "transfer_dtype": wire}
-    url = f"tcp://127.0.0.1:{free_port()}"
-    remote = ray_local.remote(num_cpus=1)(_sync_twice)
-    (a, stats_a), (b, stats_b) = ray_local.get([remote.remote(r, url, deltas, diloco) for r in range(2)])
-    mean = (deltas[0] + deltas[1]) / 2
-    if wire == "bf16":
-        mean = (deltas[0].bfloat16() + deltas[1].bfloat16()).float() / 2
-    lr, m = 0.7, 0.9  # Nesterov SGD: step 1 moves lr(1+m)g, step 2 lr(1+m+m^2)g
-    tol = dict(rtol=1e-2, atol=1e-2) if wire == "bf16" else dict(rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(a[0], 1 - lr * (1 + m) * mean, **tol)
-    torch.testing.assert_close(a[1], a[0] - lr * (1 + m + m * m) * mean, **tol)
-    torch.testing.assert_close(a[1], b[1], rtol=0, atol=0)  # every worker holds the same shared params
-    assert stats_a["rounds"] == 2 and stats_a["bytes"] == 2 * 12 * (2 if wire == "bf16" else 4)
+    assert set(dil["sites"]) == {"w0", "w1"} and dil["tokens"] == ddp["tokens"]

@@ -9,14 +9,13 @@ import pytest
 import torch
 
 from tasks.llm.checkpoint import load_model
-from tasks.llm.config import DilocoConfig, PretrainConfig
+from tasks.llm.config import PretrainConfig
 from tasks.llm.corpus import generate_corpus
 from tasks.llm.data import TokenStreamSource
-from tasks.llm.diloco import DilocoOuter
 from tasks.llm.model import GPT, GPTConfig
 from tasks.llm.optim import build_optimizers
 from tasks.llm.sdc import attach, read_events
-from tasks.llm.sdc_guard import healthy_sites, scale_pseudo_gradient
+from tasks.llm.sdc_guard import healthy_sites
 from tasks.llm.sdc_inject import class_bits, flip_bits
 from tasks.llm.train import RunContext, run_training, train_worker
 
@@ -79,7 +78,7 @@ def test_sdc_config_refuses_what_cannot_work():
 
 def test_off_builds_nothing_and_an_idle_guard_changes_no_bit(tmp_path):
     model = GPT(GPTConfig.from_depth(1, 256, 32))
-    assert attach(model, build_optimizers(model, tiny_cfg().optim), tiny_cfg(), 0, torch.float32) == (None, None, None)
+    assert attach(model, build_optimizers(model, tiny_cfg().optim), tiny_cfg(), 0, torch.float32, shared=False) == (None, None, None)
     assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
 
     plain = train(tmp_path, "plain")
@@ -135,19 +134,6 @@ def test_diloco_outer_rule_leaves_out_the_odd_site():
     assert healthy_sites([float("nan"), 1.0], 2.0) == [1]
     assert healthy_sites([1.0, 1.2, 0.9, 40.0], 2.0) == [0, 1, 2]
     assert healthy_sites([float("inf"), float("nan")], 2.0) == []
-
-    # Three sites, one blown up: scaled as check_outer scales them, the all-reduced mean is the healthy two's.
-    deltas = [torch.full((3,), 0.1), torch.full((3,), 0.15), torch.full((3,), float("nan"))]
-    sites = [DilocoOuter([torch.nn.Parameter(torch.ones(3))], DilocoConfig()) for _ in deltas]
-    with torch.no_grad():
-        for site, delta in zip(sites, deltas):
-            site.params[0].sub_(delta)
-    healthy = healthy_sites([delta.norm().item() for delta in deltas], 2.0)
-    assert healthy == [0, 1]
-    for rank, site in enumerate(sites):
-        scale_pseudo_gradient(site, 3 / len(healthy) if rank in healthy else 0.0)
-    mean = sum(site.anchor[0] - site.params[0] for site in sites) / 3
-    torch.testing.assert_close(mean.detach(), torch.full((3,), 0.125))
 
 
 def test_ddp_ranks_recompute_together_on_two_ray_workers(tmp_path, mlflow_store, ray_local):

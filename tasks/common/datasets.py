@@ -15,7 +15,7 @@ from pathlib import Path
 from tasks.common.errors import InputError
 
 DATA_DIR = "data"
-DEFAULT_FOLDERS = ("load", "logs", "text", "eval", "cloud")  # what dvc.yaml's stages read
+DEFAULT_FOLDERS = ("load", "logs", "text", "eval", "cloud", "energy")  # what dvc.yaml's stages read
 SOURCE_HINT = "pass SOURCE (the datasets folder) or set SEEDFLOW_DATA"
 
 

@@ -23,7 +23,7 @@ EXPERIMENT = "llm-bench"
 
 
 def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8, accum: int = 8, steps: int = 4,
-                      compile: bool = True, precision: str = "auto") -> dict:
+                      compile: bool = True, precision: str = "auto", device: str = "cpu") -> dict:
     """The trainer's tokens/s (after its warm-up step) and MFU for one process on random tokens.
 
     `accum` micro-batches per optimizer step, as real pretraining's large batches amortise the
@@ -37,12 +37,13 @@ def single_throughput(depth: int, seq_len: int, vocab: int, batch_size: int = 8,
     cfg = PretrainConfig(depth=depth, sequence_len=seq_len, device_batch_size=batch_size,
                          total_batch_tokens=batch_size * seq_len * accum, steps=steps, mode="single", compile=compile,
                          eval_every=0, eval_tokens=batch_size * seq_len, checkpoint_every=0, experiment=EXPERIMENT,
-                         precision=precision, run_name=f"bench-throughput-d{depth}{'-compiled' if compile else ''}")
+                         precision=precision, device=device,
+                         run_name=f"bench-throughput-d{depth}{'-compiled' if compile else ''}")
     with tempfile.TemporaryDirectory() as tmp:
         s = run_training(cfg, source, out_dir=tmp, stage="bench")
     achieved = s["flops_per_token"] * s["tokens_per_s"]
     return {"depth": depth, "sequence_len": seq_len, "vocab_size": vocab, "batch_tokens": batch_size * seq_len * accum,
-            "compile": compile, "precision": s["precision"], "threads": torch.get_num_threads(),
+            "compile": compile, "precision": s["precision"], "device": s["device"], "threads": torch.get_num_threads(),
             "tokens_per_s": round(s["tokens_per_s"], 1), "achieved_tflops": round(achieved / 1e12, 4),
             "peak_tflops": round(s["matmul_peak_flops"] / 1e12, 4), "mfu": round(s["mfu"], 4)}
 

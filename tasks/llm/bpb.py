@@ -18,9 +18,10 @@ def bits_per_byte(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], t
     nats, n_bytes = 0.0, 0
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     for x, y in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(x, y, loss_reduction="none").view(-1).float()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = model(x.to(device), y.to(device), loss_reduction="none").view(-1).float().cpu()
         y = y.reshape(-1)
         b = torch.where(y >= 0, token_bytes[y.clamp(min=0)], 0)
         nats += loss[b > 0].sum().item()

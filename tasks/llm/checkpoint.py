@@ -2,7 +2,8 @@
 
     <dir>/model.safetensors   fp32 weights, loadable without running any pickle
     <dir>/meta.json           model config, step, tokenizer path, anything the stage adds
-    <dir>/<name>.pt           optimizer and trainer states (one file per rank / outer optimizer)
+    <dir>/<name>.pt           optimizer and trainer states (one file per rank; across sites, the outer
+                              optimizer and one per site worker, listed in meta "states")
 
 A run folder keeps `checkpoints/step_NNNNNN/` plus `checkpoints/LATEST` naming the newest
 complete one, and `model/` for the final weights; `resolve_checkpoint` accepts any of them, and a
@@ -109,10 +110,8 @@ def problem(folder: Path, world: int | None = None) -> str | None:
         meta = _meta(folder)
         load_file(str(folder / "model.safetensors"))
         ranks = world if world is not None else meta.get("world_size", 1)
-        for rank in range(ranks):
-            load_state(folder / f"rank{rank}.pt")
-        if meta.get("mode") == "diloco":
-            load_state(folder / "outer.pt")
+        for name in meta.get("states") or [f"rank{rank}" for rank in range(ranks)]:
+            load_state(folder / f"{name}.pt")
     except Exception as exc:  # any unreadable part makes the whole checkpoint unusable
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None

@@ -12,9 +12,11 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tasks.common.config import Overrides, StrictModel
+from tasks.common.errors import InputError
 
 Mode = Literal["single", "ddp", "diloco"]
 Precision = Literal["auto", "bf16", "fp32"]  # auto: bf16 only where it is fast (tasks/common/precision.py)
+Device = Literal["auto", "cpu", "cuda"]  # auto: CUDA when present
 
 
 class TokenizerConfig(StrictModel):
@@ -41,7 +43,10 @@ class DilocoConfig(StrictModel):
     outer_lr: float = Field(0.7, gt=0)
     outer_momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    transfer_dtype: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="dtype of pseudo-gradients on the wire")
+    transfer_dtype: Literal["fp32", "bf16", "fp16", "int8"] = Field(
+        "fp32", description="dtype of pseudo-gradients and outer updates on the wire; int8 has one fp32 scale per block")
+    int8_block: int = Field(256, ge=8, description="elements per int8 scale")
+    error_feedback: bool = Field(False, description="carry each site's and the hub's quantisation error into its next message")
 
 
 class OptimConfig(StrictModel):
@@ -102,6 +107,51 @@ class SdcConfig(StrictModel):
     guard: SdcGuardConfig = SdcGuardConfig()
 
 
+class LinkConfig(StrictModel):
+    """What joins a site to the others: a transfer of B bytes takes at least B / bandwidth + latency."""
+
+    bandwidth_mbps: float = Field(0.0, ge=0, description="Mbit/s; 0 = not emulated (as fast as the transport)")
+    latency_ms: float = Field(0.0, ge=0)
+
+
+class SiteConfig(StrictModel):
+    """A group of data-parallel workers at one place; sites meet only at the hub, over their links."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    workers: int = Field(1, ge=1)
+    resources: dict[str, float] = Field(default_factory=dict, description="Ray custom resources each worker asks for "
+                                                                          "(a site's nodes on a real cluster)")
+    node_label: str = Field("", description="'key=value': Ray node label the site's workers are placed on")
+    link: LinkConfig = LinkConfig()
+    join_round: int = Field(0, ge=0, description="the round at whose start the site joins")
+    leave_round: int = Field(0, ge=0, description="the round before which the site leaves; 0 = stays to the end")
+
+
+def parse_sites(text: str) -> list[dict]:
+    """`--sites a,b:2@100/50`: comma-separated `name[:workers][@mbit_per_s[/latency_ms]]`."""
+    sites = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        head, _, link = item.partition("@")
+        name, _, workers = head.partition(":")
+        bandwidth, _, latency = link.partition("/")
+        try:
+            site = {"name": name, "workers": int(workers or 1),
+                    "link": {"bandwidth_mbps": float(bandwidth or 0), "latency_ms": float(latency or 0)}}
+        except ValueError:
+            raise InputError(f"--sites item {item!r} is not name[:workers][@mbit_per_s[/latency_ms]], "
+                             "e.g. a:2@100/50") from None
+        sites.append(site)
+    return sites
+
+
+class KillConfig(StrictModel):
+    """Fault injection: SIGKILL one worker process of a site in the middle of a round."""
+
+    site: str
+    round: int = Field(ge=0)
+    worker: int = Field(0, ge=0)
+
+
 class PretrainConfig(StrictModel):
     """Model size, batch, budget, mode and everything else of a training stage."""
 
@@ -121,7 +171,11 @@ class PretrainConfig(StrictModel):
     token_budget: int = Field(0, ge=0, description="total training tokens; 0 = use steps")
     # distribution
     mode: Mode = "single"
-    workers: int = Field(2, ge=1, description="Ray workers for ddp / diloco")
+    workers: int = Field(2, ge=1, description="Ray workers for ddp / diloco without sites (diloco: one site each)")
+    sites: list[SiteConfig] = Field(default_factory=list, description="[] = `workers` on one machine, unemulated links")
+    round_timeout_s: float = Field(600.0, gt=0, description="a site that has not reported by then is dropped")
+    kill: list[KillConfig] = Field(default_factory=list, description="fault injection: workers to kill -9 mid-round")
+    device: Device = "auto"
     threads_per_worker: int = Field(0, ge=0, description="torch threads per worker; 0 = cores / workers")
     diloco: DilocoConfig = DilocoConfig()
     optim: OptimConfig = OptimConfig()
@@ -147,14 +201,46 @@ class PretrainConfig(StrictModel):
             raise ValueError("sdc.inject hooks a Linear of the eager model: set compile=false")
         if inject.enabled and inject.rank >= self.world_size:
             raise ValueError(f"sdc.inject.rank={inject.rank} is not one of the {self.world_size} worker(s)")
-        if guard.enabled and guard.on_repeat == "rollback" and self.mode == "diloco":
+        if guard.enabled and guard.on_repeat == "rollback" and self.on_hub:
             raise ValueError("sdc.guard.on_repeat=rollback needs every worker to roll back together; "
-                             "DiLoCo workers guard alone: use skip")
+                             "workers synchronised through the hub guard alone: use skip")
+        names = [site.name for site in self.sites]
+        if len(set(names)) != len(names):
+            raise ValueError(f"site names {names} are not unique")
+        if self.sites and self.mode == "single":
+            raise ValueError("sites need mode ddp or diloco")
+        if self.mode == "ddp" and self.on_hub:
+            if guard.enabled:
+                raise ValueError("sdc.guard across sites needs mode diloco (DDP ranks guard together in one group)")
+            if any(s.join_round or s.leave_round for s in self.sites):
+                raise ValueError("join_round / leave_round need mode diloco: DDP sites share one optimizer state")
+        if self.kill and not self.on_hub:
+            raise ValueError("kill needs sites synchronised through the hub: mode diloco, or ddp across 2+ sites")
+        for kill in self.kill:
+            site = next((s for s in self.site_list() if s.name == kill.site), None)
+            if site is None or kill.worker >= site.workers:
+                raise ValueError(f"kill: no worker {kill.worker} at site {kill.site!r} (sites: "
+                                 f"{[s.name for s in self.site_list()]})")
         return self
+
+    def site_list(self) -> list[SiteConfig]:
+        """The sites, explicit or implied: DiLoCo's `workers` are one site each, DDP's one site."""
+        if self.sites:
+            return list(self.sites)
+        if self.mode == "single":
+            return [SiteConfig(name="local")]
+        if self.mode == "diloco":
+            return [SiteConfig(name=f"w{i}") for i in range(self.workers)]
+        return [SiteConfig(name="local", workers=self.workers)]
+
+    @property
+    def on_hub(self) -> bool:
+        """Sites synchronise through the hub (tasks/llm/hub.py): DiLoCo, or DDP across two or more sites."""
+        return self.mode == "diloco" or (self.mode == "ddp" and len(self.site_list()) > 1)
 
     @property
     def world_size(self) -> int:
-        return 1 if self.mode == "single" else self.workers
+        return 1 if self.mode == "single" else sum(site.workers for site in self.site_list())
 
 
 CHAT_TASK_OPTIONS = {"addition": {"size": 3000, "max_digits": 1}, "spelling": {"size": 3000}, "counting": {"size": 3000}}

@@ -1,9 +1,10 @@
 """Data-parallel communication: averaging tensors across workers with one all-reduce, counted.
 
 Every all-reduce goes through `allreduce_mean`, which flattens the tensors into one buffer (one
-collective per step, not one per parameter) and records bytes and seconds, so DDP and DiLoCo
-report communication the same way. Bytes are the payload each worker contributes per
-collective (a ring all-reduce moves about 2(N-1)/N of it over the wire).
+collective per step, not one per parameter) and records bytes and seconds. Bytes are what one
+worker sends plus what it receives, as everywhere in the trainer (the hub's sites count their
+messages the same way): a ring all-reduce of B bytes over N workers sends 2(N-1)/N B and
+receives as much.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def allreduce_mean(tensors: list[torch.Tensor], stats: CommStats, wire_dtype: to
         start = time.perf_counter()
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         stats.seconds += time.perf_counter() - start
-        stats.bytes += flat.numel() * flat.element_size()
+        n = dist.get_world_size()
+        stats.bytes += 2 * (2 * (n - 1) * flat.numel() * flat.element_size() // n)
         flat = flat.float() / dist.get_world_size()
     stats.rounds += 1
     out, offset = [], 0

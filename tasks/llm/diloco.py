@@ -1,51 +1,60 @@
-"""DiLoCo's outer loop: average pseudo-gradients once per round, then an outer Nesterov SGD step.
+"""DiLoCo's outer loop, held by the hub: the global parameters and the outer Nesterov SGD.
 
-Each worker runs H inner steps on its own data with its own inner optimizer state. At a sync, the
-pseudo-gradient (start-of-round params minus current params) is averaged with ONE all-reduce,
-the params are reset to the start of the round and the outer optimizer steps with the averaged
-pseudo-gradient as its gradient. Every worker holds the same outer state, so the result is
-identical everywhere without a broadcast. With H=1, outer lr 1 and no momentum this is exactly
-data-parallel SGD: θ - mean_i(lr·g_i).
+Each site runs H inner steps from the global parameters with its own inner optimizer and sends
+its pseudo-gradient (global minus its params). The hub averages the pseudo-gradients of the
+sites that reported, weighted by the tokens each processed in the round, and steps the outer
+optimizer with the average as gradient. What it sends back is the update (new minus old global
+parameters) on the same wire as the pseudo-gradients; the hub applies exactly what it sent, so
+every site and the hub hold bit-identical parameters whatever the wire dtype. With H=1, outer lr
+1 and no momentum this is data-parallel SGD: θ - Σ_i w_i lr g_i.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from tasks.llm.config import DilocoConfig
-from tasks.llm.ddp import CommStats, allreduce_mean
-
-WIRE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from tasks.llm.wire import Encoder, Packet, decode
 
 
-class DilocoOuter:
-    def __init__(self, params: list[nn.Parameter], cfg: DilocoConfig):
-        self.params = list(params)
-        self.anchor = [p.detach().clone() for p in self.params]
+def weighted_mean(vectors: list[torch.Tensor], tokens: list[int]) -> torch.Tensor:
+    """Σ w_i v_i with w_i = tokens_i / Σ tokens: a site that processed more data counts for more."""
+    total = sum(tokens)
+    if not vectors or total <= 0:
+        raise ValueError(f"nothing to average: {len(vectors)} vector(s), {total} tokens")
+    out = torch.zeros_like(vectors[0])
+    for v, n in zip(vectors, tokens):
+        out.add_(v, alpha=n / total)
+    return out
+
+
+class OuterState:
+    """The global parameters as one flat fp32 vector, the outer optimizer over it and its version
+    (the number of outer steps taken), from which a site's copy can be told current or stale."""
+
+    def __init__(self, flat_params: torch.Tensor, cfg: DilocoConfig):
+        self.params = torch.nn.Parameter(flat_params.detach().float().clone())
         momentum = cfg.outer_momentum
-        self.opt = torch.optim.SGD(self.params, lr=cfg.outer_lr, momentum=momentum,
+        self.opt = torch.optim.SGD([self.params], lr=cfg.outer_lr, momentum=momentum,
                                    nesterov=cfg.nesterov and momentum > 0)
-        self.wire_dtype = WIRE_DTYPES[cfg.transfer_dtype]
+        self.encoder = Encoder(cfg.transfer_dtype, cfg.int8_block, cfg.error_feedback)
+        self.version = 0
 
     @torch.no_grad()
-    def sync(self, stats: CommStats) -> None:
-        deltas = [a - p for a, p in zip(self.anchor, self.params)]
-        averaged = allreduce_mean(deltas, stats, self.wire_dtype)
-        for p, a, g in zip(self.params, self.anchor, averaged):
-            p.copy_(a)
-            p.grad = g
+    def step(self, pseudo_gradient: torch.Tensor) -> Packet:
+        """One outer step; returns the update as sent on the wire (already applied here)."""
+        before = self.params.detach().clone()
+        self.params.grad = pseudo_gradient
         self.opt.step()
-        for p, a in zip(self.params, self.anchor):
-            p.grad = None
-            a.copy_(p)
+        self.params.grad = None
+        update = self.encoder(self.params.detach() - before)
+        self.params.copy_(before + decode(update))
+        self.version += 1
+        return update
 
     def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict()}
+        return {"opt": self.opt.state_dict(), "version": self.version, "residual": self.encoder.residual}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the outer momentum; checkpoints are taken right after a sync, so anchor = params."""
         self.opt.load_state_dict(state["opt"])
-        with torch.no_grad():
-            for p, a in zip(self.params, self.anchor):
-                a.copy_(p)
+        self.version, self.encoder.residual = state["version"], state["residual"]

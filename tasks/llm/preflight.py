@@ -27,11 +27,12 @@ def check_tokens(tokens_dir: str) -> None:
 
 
 def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
-    """Batch plan, compiler, and the out-dir rule (no run over an earlier one; resume point)."""
+    """Batch plan, device, compiler, and the out-dir rule (no run over an earlier one; resume point)."""
+    from tasks.llm.device import resolve_device
     from tasks.llm.train import check_out_dir, choose_resume, plan, require_cpp_compiler
 
     steps, _ = plan(cfg, None)
-    if cfg.compile:
+    if cfg.compile and resolve_device(cfg.device) == "cpu":
         require_cpp_compiler()
     check_out_dir(cfg, out_dir)
     if cfg.resume:
@@ -39,6 +40,9 @@ def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
 
 
 def check_pretrain(cfg: PretrainConfig, log=print) -> None:
+    from tasks.llm.device import resolve_device
+
+    resolve_device(cfg.device)
     check_tokens(cfg.tokens_dir)
     check_training(cfg, _absolute(cfg.out_dir).resolve(), log)
 
@@ -86,3 +90,17 @@ def check_tokenize(cfg: TokenizerConfig, data_dir: str | None) -> None:
     files = [e for e in entries if e != GENERATED]
     if files:
         corpus_files(files)
+
+
+def check_curtail(ccfg, pcfg: PretrainConfig, data_dir: str | None) -> None:
+    """Token shards, traces (loaded and planned: a bad or short trace is one line) and the training rules.
+
+    The check plans with the reactive policy: the forecast policy's model fits take a minute, and a
+    trace too short for one is too short for the other."""
+    from tasks.common.paths import data_dir as resolve_data_dir
+    from tasks.llm.curtail.run import prepare, training_config
+    from tasks.llm.curtail.traces import site_traces
+
+    prepared = prepare(ccfg, site_traces(ccfg, resolve_data_dir(data_dir)), policy="reactive")
+    check_tokens(pcfg.tokens_dir)
+    check_training(training_config(pcfg, prepared), _absolute(ccfg.out_dir).resolve())

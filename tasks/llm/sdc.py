@@ -44,16 +44,17 @@ class EventLog:
         return dict(Counter(f"sdc_{row['event']}" for row in new))
 
 
-def attach(model: torch.nn.Module, optimizers: list, cfg: PretrainConfig, rank: int,
-           dtype: torch.dtype) -> tuple[EventLog | None, Injector | None, StepGuard | None]:
-    """This rank's event log, injector (on the faulty rank only) and guard; all None with both parts off."""
+def attach(model: torch.nn.Module, optimizers: list, cfg: PretrainConfig, rank: int, dtype: torch.dtype,
+           shared: bool) -> tuple[EventLog | None, Injector | None, StepGuard | None]:
+    """This rank's event log, injector (on the faulty rank only) and guard; all None with both parts off.
+
+    `shared`: the rank's process group steps together (DDP), so one rank's flag is everyone's."""
     inject, guard = cfg.sdc.inject, cfg.sdc.guard
     if not (inject.enabled or guard.enabled):
         return None, None, None
     log = EventLog(rank)
     injector = Injector(model, inject, dtype, log.add) if inject.enabled and rank == inject.rank else None
-    step_guard = StepGuard(guard, optimizers, model, cfg.optim.grad_clip, cfg.mode == "ddp" and cfg.world_size > 1,
-                           log) if guard.enabled else None
+    step_guard = StepGuard(guard, optimizers, model, cfg.optim.grad_clip, shared, log) if guard.enabled else None
     return log, injector, step_guard
 
 

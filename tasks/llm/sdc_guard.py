@@ -1,4 +1,4 @@
-"""The SDC study's detector on the would-be optimizer update, recompute on a flag, DiLoCo's outer check.
+"""The SDC study's detector on the would-be optimizer update, recompute on a flag, DiLoCo's outer rule.
 
 R_t = max over parameter tensors of the RMS of the update the optimizer is about to apply, derived
 from its state and the (clipped) gradients without stepping; J_t = |R_t - R_{t-1}|; mu = the mean
@@ -27,7 +27,6 @@ from torch import nn
 
 from tasks.common.errors import InputError
 from tasks.llm.config import SdcGuardConfig
-from tasks.llm.diloco import DilocoOuter
 from tasks.llm.optim import Muon
 
 if TYPE_CHECKING:
@@ -174,27 +173,3 @@ class StepGuard:
         flagged = any_rank(bool(why)) if self.coordinated else bool(why)
         self.log.seconds += time.perf_counter() - start
         return flagged, why, norm, stats
-
-    @torch.no_grad()
-    def check_outer(self, step: int, outer: DilocoOuter) -> None:
-        """Before a DiLoCo sync: a site outside `healthy_sites` sits the round out (its pseudo-gradient is zero)
-        and the others' are scaled up, so the averaged pseudo-gradient is the healthy sites' mean."""
-        world, rank = dist.get_world_size(), dist.get_rank()
-        norms = torch.zeros(world, dtype=torch.float64)
-        norms[rank] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a - p)
-                                                            for a, p in zip(outer.anchor, outer.params)]))
-        dist.all_reduce(norms)
-        healthy = healthy_sites(norms.tolist(), self.cfg.outer_ratio)
-        if len(healthy) == world:
-            return
-        self.record(step, "outer_exclude", f"sites {sorted(set(range(world)) - set(healthy))} of pseudo-gradient "
-                                           f"norms {[round(n, 6) for n in norms.tolist()]}")
-        scale_pseudo_gradient(outer, world / len(healthy) if rank in healthy else 0.0)
-
-
-@torch.no_grad()
-def scale_pseudo_gradient(outer: DilocoOuter, factor: float) -> None:
-    """Move this site's params so that its pseudo-gradient (anchor - params) is `factor` x what it was;
-    0 puts them back on the anchor (even from NaN)."""
-    for a, p in zip(outer.anchor, outer.params):
-        p.copy_(a - (a - p) * factor if factor else a)

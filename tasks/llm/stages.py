@@ -59,3 +59,13 @@ def run_chat_stage(stage: str, cfg: ChatStageConfig, init_checkpoint: str | None
         raise ValueError(f"checkpoint {init} records no tokenizer path; cannot render conversations")
     source = source_from_chat_spec(chat_spec(stage, cfg, tokenizer_path, data_dir))
     return run_training(cfg, source, init, out_dir=out_dir, stage=stage, tags=tags)
+
+
+def run_curtail_stage(ccfg, pcfg: PretrainConfig, data_dir: str | None = None, tags: dict[str, str] | None = None) -> dict:
+    """Curtailment-aware training on the pretraining token shards, traces from the data dir (generated without one)."""
+    from tasks.common.paths import data_dir as resolve_data_dir
+    from tasks.llm.curtail.run import run_curtail
+    from tasks.llm.curtail.traces import site_traces
+
+    traces = site_traces(ccfg, resolve_data_dir(data_dir))
+    return run_curtail(ccfg, pcfg, pretrain_source(pcfg), traces, absolute(ccfg.out_dir), tags=tags)

@@ -1,10 +1,11 @@
-"""One training loop for every mode: `single`, `ddp` and `diloco` differ only in what happens after
-the backward pass (nothing / all-reduce the gradients / every H steps, the DiLoCo outer sync).
+"""The training loop of one machine's workers, and `run_training`, the entry point of every stage.
 
-`run_training` is the entry point for pretraining, midtraining and SFT: a config, a `BatchSource`,
-optionally a checkpoint to start from and a stage name for MLflow. It runs in this process for one
-worker and on Ray actors (torch.distributed, gloo on CPU) for several. Rank 0 logs to MLflow,
-prints progress and writes checkpoints together with every rank's own optimizer and data state.
+`run_training` takes a config, a `BatchSource`, optionally a checkpoint to start from and a stage
+name for MLflow. One worker trains in this process; data-parallel workers on one site run this
+loop as Ray actors joined by one torch.distributed group (gloo on CPU, NCCL on CUDA), rank 0
+logging to MLflow, printing progress and writing checkpoints with every rank's own optimizer and
+data state. Sites that synchronise through a hub (DiLoCo, or DDP across sites) run in
+tasks/llm/hub.py, whose workers take their steps with `take_step` too.
 With `sdc` on, a fault injector wraps a step's forward and backward and a guard reviews its
 gradients before they are applied: recompute, skip or roll back (tasks/llm/sdc.py).
 """
@@ -44,8 +45,8 @@ from tasks.llm.checkpoint import (
 from tasks.llm.config import PretrainConfig
 from tasks.llm.data import BatchSource
 from tasks.llm.ddp import CommStats, allreduce_gradients
-from tasks.llm.diloco import DilocoOuter
-from tasks.llm.flops import utilisation
+from tasks.llm.device import dist_backend, resolve_device
+from tasks.llm.flops import device_name, utilisation
 from tasks.llm.model import GPT, GPTConfig
 from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
 from tasks.llm.sdc import attach as attach_sdc
@@ -63,6 +64,7 @@ class RunContext:
     mlflow_run_id: str | None = None
     tracking_uri: str | None = None
     dist_url: str | None = None
+    device: str = "cpu"
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -102,6 +104,17 @@ def build_model(cfg: PretrainConfig, vocab_size: int, init_checkpoint: str | Non
     return GPT(GPTConfig.from_depth(cfg.depth, vocab_size, cfg.sequence_len, cfg.n_kv_head)), {}
 
 
+def prepare_model(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str | None, device: str) -> tuple[GPT, dict]:
+    """`build_model` on `device`, in training mode, compiled when the config says so."""
+    model, meta = build_model(cfg, getattr(source, "vocab_size", None), init_checkpoint)
+    model.to(device).train()
+    if cfg.compile:
+        if device == "cpu":
+            require_cpp_compiler()
+        model.compile_for_training()
+    return model, meta
+
+
 def require_cpp_compiler() -> None:
     """torch.compile on a CPU builds C++ kernels: without a compiler it fails deep inside the first step."""
     if not any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++") if c):
@@ -138,7 +151,7 @@ def choose_resume(cfg: PretrainConfig, out: Path, steps: int, log=print) -> Path
 
     Checkpoints that exist but are all damaged are an error, never a silent restart from step 0."""
     root = out / "checkpoints"
-    folder, notes = resume_point(root, cfg.world_size)
+    folder, notes = resume_point(root, None if cfg.on_hub else cfg.world_size)
     for note in notes:
         log(f"resume: {note}")
     if folder is None:
@@ -147,9 +160,11 @@ def choose_resume(cfg: PretrainConfig, out: Path, steps: int, log=print) -> Path
         log(f"resume: no checkpoint in {root}, starting from step 0")
         return None
     meta = read_meta(folder)
-    if meta["world_size"] != cfg.world_size or meta["mode"] != cfg.mode:
+    if meta["mode"] != cfg.mode or ("states" in meta) != cfg.on_hub or (
+            not cfg.on_hub and meta["world_size"] != cfg.world_size):
         raise CheckpointError(f"{folder} was written by {meta['world_size']} worker(s) in mode {meta['mode']}; "
-                              f"resume it with the same mode and workers (asked: {cfg.world_size}, {cfg.mode})")
+                              f"resume it with the same mode and workers (asked: {cfg.world_size}, {cfg.mode}; "
+                              "runs across sites may resume with other sites)")
     if meta["step"] > steps:
         raise CheckpointError(f"{folder} is at step {meta['step']}, beyond this run's {steps} steps; "
                               "raise --steps or start a new run")
@@ -176,7 +191,7 @@ def train_worker(cfg: PretrainConfig, source: BatchSource, rank: int, world: int
     """Train as rank `rank` of `world`; returns the run summary (rank 0) or this rank's stats."""
     torch.set_num_threads(cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // world))
     if world > 1:
-        dist.init_process_group("gloo", init_method=ctx.dist_url, rank=rank, world_size=world)
+        dist.init_process_group(dist_backend(ctx.device), init_method=ctx.dist_url, rank=rank, world_size=world)
     try:
         return _train(cfg, source, rank, world, ctx)
     finally:
@@ -186,22 +201,17 @@ def train_worker(cfg: PretrainConfig, source: BatchSource, rank: int, world: int
 
 def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx: RunContext) -> dict:
     steps, accum = plan(cfg, source)
-    vocab = getattr(source, "vocab_size", None)
-    model, init_meta = build_model(cfg, vocab, ctx.init_checkpoint)
-    model.train()
-    if cfg.compile:
-        require_cpp_compiler()
-        model.compile_for_training()
-    precision = resolve_precision(cfg.precision)
+    device = ctx.device
+    model, init_meta = prepare_model(cfg, source, ctx.init_checkpoint, device)
+    precision = resolve_precision(cfg.precision, device)
     autocast = precision == "bf16"
     optimizers = build_optimizers(model, cfg.optim, precision)
-    outer = DilocoOuter(list(model.parameters()), cfg.diloco) if cfg.mode == "diloco" else None
     comm = CommStats()
     ckpt_root = Path(ctx.out_dir) / "checkpoints"
     step, position, history, evals = 0, None, [], []
     latest = Path(ctx.resume_from) if ctx.resume_from else None
     if latest is not None:
-        step, position, meta = _restore(latest, model, optimizers, outer, rank)
+        step, position, meta = _restore(latest, model, optimizers, rank)
         history, evals = meta["history"], meta["evals"]
         comm = CommStats(**meta["comm"])
 
@@ -210,7 +220,7 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     has_val = lead and hasattr(source, "val_batches")
     token_bytes = source.token_bytes() if has_val else None
     dtype = torch_dtype(precision)
-    sdc_log, injector, guard = attach_sdc(model, optimizers, cfg, rank, dtype)
+    sdc_log, injector, guard = attach_sdc(model, optimizers, cfg, rank, dtype, shared=cfg.mode == "ddp" and world > 1)
     flops_per_token = model.num_flops_per_token()
     logger = _MlflowLogger(ctx) if lead else None
     if lead:
@@ -228,51 +238,34 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
             last_mult = mult
         micro = [next(batches) for _ in range(accum)]
         position = micro[-1][2]
-        compute = functools.partial(_forward_backward, model, micro, accum, autocast)
-        if injector is not None:
-            compute = injector.wrap(step + 1, compute)
-        if guard is None:
-            action, (loss_sum, step_tokens) = "step", compute()
-        else:
-            action, (loss_sum, step_tokens) = guard.review(step + 1, compute, can_roll_back=latest is not None)
-        if action == "rollback":  # every rank at once: DDP ranks share the flag, DiLoCo may not roll back
-            model.zero_grad(set_to_none=True)
-            step, position, meta = _restore(latest, model, optimizers, outer, rank)
+        action, loss_sum, step_tokens = take_step(
+            model, optimizers, micro, step, accum=accum, autocast=autocast, device=device, clip=cfg.optim.grad_clip,
+            injector=injector, guard=guard, can_roll_back=latest is not None,
+            allreduce=functools.partial(allreduce_gradients, model, comm) if world > 1 else None)
+        if action == "rollback":  # every rank at once: DDP ranks share the flag
+            step, position, meta = _restore(latest, model, optimizers, rank)
             history, evals = meta["history"], meta["evals"]
             batches = source.batches(rank, world, position)
             eval_due, ckpt_due, last_mult = _Due(cfg.eval_every, step), _Due(cfg.checkpoint_every, step), None
             continue
-        if action == "step":
-            if cfg.mode == "ddp":
-                allreduce_gradients(model, comm)
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            for opt in optimizers:
-                opt.step()
-        model.zero_grad(set_to_none=True)
         step += 1
         last = step == steps
-        synced = outer is None or step % cfg.diloco.inner_steps == 0 or last
-        if outer is not None and synced:
-            if guard is not None and world > 1:
-                guard.check_outer(step, outer)
-            outer.sync(comm)
         step_seconds = time.perf_counter() - t0
         train_seconds += step_seconds
         throughput.add(step_seconds, step_tokens * world)
         history.append(loss_sum / accum)
         if not lead:
-            if synced and ckpt_due(step, last):
-                latest = _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, {})
+            if ckpt_due(step, last):
+                latest = _checkpoint(ckpt_root, model, optimizers, position, rank, world, step, {})
             continue
         rate = throughput.rate()
         progress.update(step, step_tokens * world, loss=history[-1])
         metrics = {}
         if step % cfg.log_every == 0 or last:
             metrics = {"train_loss": history[-1], "tokens_per_s": rate, "lr_multiplier": mult,
-                       "mfu": utilisation(flops_per_token * rate / world, dtype)[0], "comm_bytes": comm.bytes,
+                       "mfu": utilisation(flops_per_token * rate / world, dtype, device)[0], "comm_bytes": comm.bytes,
                        "comm_seconds": comm.seconds, "sync_rounds": comm.rounds}
-        if synced and has_val and eval_due(step, last):
+        if has_val and eval_due(step, last):
             bpb = bits_per_byte(model, source.val_batches(cfg.eval_tokens), token_bytes, autocast)
             evals.append({"step": step, "val_bpb": bpb})
             metrics["val_bpb"] = bpb
@@ -280,12 +273,12 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
         if sdc_log is not None:
             metrics.update(sdc_log.step_metrics())
         logger.log(metrics, step)
-        if synced and ckpt_due(step, last):
+        if ckpt_due(step, last):
             meta = {"step": step, "history": history, "evals": evals, "comm": comm.as_dict(),
                     "stage": ctx.stage, "mode": cfg.mode, "world_size": world, "config": cfg.model_dump(mode="json"),
                     "tokenizer": getattr(source, "tokenizer_path", "") or init_meta.get("tokenizer", ""),
                     "mlflow_run_id": ctx.mlflow_run_id}
-            latest = _checkpoint(ckpt_root, model, optimizers, outer, position, rank, world, step, meta)
+            latest = _checkpoint(ckpt_root, model, optimizers, position, rank, world, step, meta)
 
     events = sdc_log.summary() if sdc_log is not None else {}
     if not lead:
@@ -294,25 +287,50 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
     with atomic_dir(model_dir) as tmp:  # an earlier model/ stays whole until this one is complete
         save_checkpoint(tmp, model, {}, read_meta(latest))
     rate = throughput.rate()
-    mfu, peak = utilisation(flops_per_token * rate / world, dtype)
+    mfu, peak = utilisation(flops_per_token * rate / world, dtype, device)
     return {
         "stage": ctx.stage, "mode": cfg.mode, "workers": world, "steps": steps, "grad_accum": accum,
         "tokens": steps * accum * world * _batch_tokens(source, cfg),
         "final_train_loss": history[-1] if history else float("nan"),
         "val_bpb": evals[-1]["val_bpb"] if evals else None,
         "tokens_per_s": rate, "mfu": mfu, "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
-        "precision": precision, "cpu": cpu_model(),
+        "precision": precision, "cpu": cpu_model(), "device": device_name(device),
         "comm_bytes_per_worker": comm.bytes, "comm_seconds": comm.seconds, "sync_rounds": comm.rounds,
         "train_seconds": train_seconds, "history": history, "evals": evals,
         "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()), **events,
     }
 
 
-def _forward_backward(model: GPT, micro: list, accum: int, autocast: bool) -> tuple[float, int]:
+def take_step(model: GPT, optimizers: list, micro: list, step: int, *, accum: int, autocast: bool, device: str,
+              clip: float, injector=None, guard=None, can_roll_back: bool = False, allreduce=None) -> tuple[str, float, int]:
+    """One optimizer step of this worker: forward and backward (through the SDC injector and guard when on),
+    `allreduce` of the gradients, clipping, the optimizers' step: (action, summed loss, tokens).
+
+    The action is "step", "skip" (the guard dropped it) or "rollback" (the caller restores a checkpoint)."""
+    compute = functools.partial(_forward_backward, model, micro, accum, autocast, device)
+    if injector is not None:
+        compute = injector.wrap(step + 1, compute)
+    if guard is None:
+        action, (loss_sum, tokens) = "step", compute()
+    else:
+        action, (loss_sum, tokens) = guard.review(step + 1, compute, can_roll_back=can_roll_back)
+    if action == "step":
+        if allreduce is not None:
+            allreduce()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        for opt in optimizers:
+            opt.step()
+    model.zero_grad(set_to_none=True)
+    return action, loss_sum, tokens
+
+
+def _forward_backward(model: GPT, micro: list, accum: int, autocast: bool, device: str) -> tuple[float, int]:
     """Forward and backward of one step's micro-batches, gradients accumulating: (summed loss, tokens)."""
     loss_sum, tokens = 0.0, 0
     for x, y, _ in micro:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss = model(x, y)
         (loss / accum).backward()
         loss_sum += loss.item()
@@ -320,20 +338,17 @@ def _forward_backward(model: GPT, micro: list, accum: int, autocast: bool) -> tu
     return loss_sum, tokens
 
 
-def _restore(folder: Path, model: GPT, optimizers, outer: DilocoOuter | None, rank: int) -> tuple[int, dict, dict]:
-    """Weights, this rank's optimizer and data state and DiLoCo's outer state from a checkpoint:
-    (step, data position, meta)."""
+def _restore(folder: Path, model: GPT, optimizers, rank: int) -> tuple[int, dict, dict]:
+    """Weights and this rank's optimizer and data state from a checkpoint: (step, data position, meta)."""
     meta = read_meta(folder)
     load_weights(model, folder)
     mine = load_state(folder / f"rank{rank}.pt")
     for opt, state in zip(optimizers, mine["optimizers"]):
         opt.load_state_dict(state)
-    if outer is not None:
-        outer.load_state_dict(load_state(folder / "outer.pt"))
     return meta["step"], mine["position"], meta
 
 
-def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, position: dict, rank: int,
+def _checkpoint(root: Path, model: GPT, optimizers, position: dict, rank: int,
                 world: int, step: int, meta: dict) -> Path:
     """Every rank writes its own state into a temporary folder; rank 0 completes it and renames it."""
     final = root / f"step_{step:06d}"
@@ -343,7 +358,7 @@ def _checkpoint(root: Path, model: GPT, optimizers, outer: DilocoOuter | None, p
     if world > 1:
         dist.barrier()
     if rank == 0:
-        save_checkpoint(tmp, model, {"outer": outer.state_dict()} if outer is not None else {}, meta)
+        save_checkpoint(tmp, model, {}, meta)
         if final.exists():  # this run's own damaged checkpoint, skipped by the resume
             shutil.rmtree(final)
         tmp.rename(final)
@@ -394,15 +409,18 @@ class _MlflowLogger:
 
 
 def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str | None = None,
-                 out_dir: str | Path | None = None, stage: str = "pretrain", tags: dict[str, str] | None = None) -> dict:
+                 out_dir: str | Path | None = None, stage: str = "pretrain", tags: dict[str, str] | None = None,
+                 schedule: list | None = None) -> dict:
     """Train one stage and return its summary; logs one MLflow run in `cfg.experiment`.
 
     `init_checkpoint` (midtrain / SFT) starts from those weights with fresh optimizers;
-    `cfg.resume` continues this stage's own last checkpoint in `out_dir`.
+    `cfg.resume` continues this stage's own last checkpoint in `out_dir`; `schedule` (a list of
+    tasks/llm/hub.py `RoundPlan`) says which sites train in which round, instead of the config's.
     """
     out = Path(out_dir or project_root() / cfg.out_dir).resolve()
     init = str(resolve_checkpoint(init_checkpoint)) if init_checkpoint else None
     steps, _ = plan(cfg, source)
+    device = resolve_device(cfg.device)
     if cfg.compile:
         require_cpp_compiler()
     check_out_dir(cfg, out)
@@ -412,12 +430,19 @@ def run_training(cfg: PretrainConfig, source: BatchSource, init_checkpoint: str 
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     tags = {**(tags or {}), **({"init_model": init_checkpoint} if is_model_uri(init_checkpoint) else {})}
     ctx = RunContext(out_dir=str(out), stage=stage, init_checkpoint=init, resume_from=str(resume_from) if resume_from else None,
-                     tags=tags)
+                     tags=tags, device=device)
     client, run_id = _start_mlflow_run(cfg, ctx, out, steps)
     ctx.mlflow_run_id, ctx.tracking_uri = run_id, client.tracking_uri if client else None
     start = time.perf_counter()
     try:
-        results = [train_worker(cfg, source, 0, 1, ctx)] if cfg.world_size == 1 else _run_on_ray(cfg, source, ctx)
+        if cfg.on_hub:
+            from tasks.llm.hub import run_on_hub
+
+            results = [run_on_hub(cfg, source, ctx, schedule)]
+        elif cfg.world_size == 1:
+            results = [train_worker(cfg, source, 0, 1, ctx)]
+        else:
+            results = _run_on_ray(cfg, source, ctx)
     except BaseException:
         if client:
             client.set_terminated(run_id, status="FAILED")
@@ -505,7 +530,8 @@ def _run_on_ray(cfg: PretrainConfig, source: BatchSource, ctx: RunContext) -> li
     cpus = min(1.0, cluster_cpus() / world)  # never ask for more than the cluster has: that would hang
     actor_cls = ray.remote(_TrainActor)
     env = {"OMP_WAIT_POLICY": "PASSIVE"}  # idle OpenMP threads sleep: spinning wrecks a shared CPU
-    actors = [actor_cls.options(num_cpus=cpus, runtime_env={"env_vars": env}).remote() for _ in range(world)]
+    gpus = 1 if ctx.device == "cuda" else 0
+    actors = [actor_cls.options(num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": env}).remote() for _ in range(world)]
     try:
         host, port = ray.get(actors[0].address.remote())
         ctx.dist_url = f"tcp://{host}:{port}"

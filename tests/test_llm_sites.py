@@ -1,0 +1,145 @@
+"""Training across sites: links, the wire, the outer step, joins, kill -9 of a worker, resume with other sites."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from test_llm_train import tiny_cfg
+from test_sdc import byte_source
+
+from tasks.common.errors import InputError
+from tasks.llm.config import LinkConfig, SiteConfig
+from tasks.llm.device import resolve_device
+from tasks.llm.diloco import OuterState, weighted_mean
+from tasks.llm.link import Link
+from tasks.llm.train import run_training
+from tasks.llm.wire import Encoder, decode, encode
+
+LINK = {"bandwidth_mbps": 40.0, "latency_ms": 20.0}
+
+
+def test_a_transfer_takes_at_least_bytes_over_bandwidth_plus_latency():
+    link = Link(LinkConfig(bandwidth_mbps=8.0, latency_ms=30.0))
+    assert link.min_seconds(100_000) == pytest.approx(0.1 + 0.03)
+    start = time.perf_counter()
+    link.pace(start, 100_000, "send")
+    link.pace(time.perf_counter(), 50_000, "receive")
+    assert time.perf_counter() - start >= 0.13 + 0.08
+    assert (link.stats.bytes_sent, link.stats.bytes_received, link.stats.transfers) == (100_000, 50_000, 2)
+    assert link.stats.seconds >= 0.21
+    assert Link(LinkConfig()).min_seconds(10**9) == 0.0  # not emulated
+
+
+def test_int8_packets_are_four_times_smaller_and_error_feedback_does_not_drift():
+    torch.manual_seed(0)
+    x = torch.randn(1000) * torch.linspace(0.01, 3, 1000)
+    packet = encode(x, "int8", block=256)
+    assert packet.nbytes == 1000 + 4 * 4  # one byte per value, one fp32 scale per block of 256
+    assert 4 * 1000 / packet.nbytes > 3.9
+    half_step = torch.nn.functional.pad(x.abs(), (0, 24)).view(4, 256).amax(dim=1) / 127 / 2
+    assert ((decode(packet) - x).abs() <= half_step.repeat_interleave(256)[:1000] + 1e-6).all()
+    plain, fed = Encoder("int8", 64), Encoder("int8", 64, feedback=True)
+    small = torch.full((64,), 1e-3)
+    small[0] = 1.0  # one large value: every other value rounds to 0 without feedback
+    sent_plain = sum(decode(plain(small)) for _ in range(50))
+    sent_fed = sum(decode(fed(small)) for _ in range(50))
+    assert sent_plain[1:].abs().max() == 0
+    torch.testing.assert_close(sent_fed[1:], small[1:] * 50, atol=1 / 127, rtol=0)  # off by at most one message's step
+
+
+def test_outer_step_is_token_weighted_nesterov_and_sites_can_mirror_it_exactly():
+    a, b = torch.full((6,), 1.0), torch.full((6,), 4.0)
+    torch.testing.assert_close(weighted_mean([a, b], [300, 100]), torch.full((6,), 1.75))  # 3:1, not 1:1
+    with pytest.raises(ValueError, match="nothing to average"):
+        weighted_mean([], [])
+    from tasks.llm.config import DilocoConfig
+
+    lr, m = 0.7, 0.9
+    outer = OuterState(torch.ones(6), DilocoConfig(outer_lr=lr, outer_momentum=m))
+    g = weighted_mean([a, b], [300, 100])
+    outer.step(g)
+    outer.step(g)
+    torch.testing.assert_close(outer.params.detach(), 1 - lr * (1 + m) * g - lr * (1 + m + m * m) * g)
+    assert outer.version == 2
+    for wire in ("bf16", "int8"):  # a site adds the update it received to its copy: bit-identical to the hub
+        hub = OuterState(torch.linspace(-1, 1, 600), DilocoConfig(transfer_dtype=wire, error_feedback=True))
+        site = hub.params.detach().clone()
+        for k in range(3):
+            site = site + decode(hub.step(torch.randn(600, generator=torch.Generator().manual_seed(k))))
+        assert torch.equal(site, hub.params.detach())
+
+
+def test_a_joining_worker_starts_from_the_global_parameters_with_fresh_inner_state(ray_local):
+    from tasks.llm.site_worker import SiteWorker
+
+    site = SiteConfig(name="late", link=LinkConfig(**LINK))
+    worker = SiteWorker(tiny_cfg(mode="diloco"), byte_source(), site, 0, 0, 1, "cpu", None)
+    worker.start(None, 1, None)
+    first = worker.train_round({"steps": 2, "lr_step": 0, "send": True})
+    assert len(first["losses"]) == 2 and first["tokens"] == 2 * 4 * 32 and first["packet"].nbytes == 4 * first["packet"].numel
+    assert any(opt.state for opt in worker.optimizers)
+    global_params = torch.randn(first["packet"].numel)
+    worker.train_round({"steps": 0, "lr_step": 2, "send": False, "fresh_inner": True,
+                        "params": [ray_local.put(encode(global_params, "fp32"))]})
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in worker.params]), global_params)
+    assert not any(opt.state for opt in worker.optimizers)
+    assert worker.link.stats.bytes_received == 4 * global_params.numel()
+
+
+def test_diloco_survives_kill_9_takes_a_joiner_and_resumes_with_other_sites(tmp_path, mlflow_store, ray_local):
+    """Sites a and b from the start, c from round 2; b's worker process gets SIGKILL in round 2 of 5."""
+    import mlflow
+
+    sites = [{"name": "a", "link": LINK}, {"name": "b", "link": LINK}, {"name": "c", "join_round": 2, "link": LINK}]
+    cfg = tiny_cfg(mode="diloco", sites=sites, steps=10, diloco={"inner_steps": 2}, eval_every=0, checkpoint_every=4,
+                   kill=[{"site": "b", "round": 2}])
+    s = run_training(cfg, byte_source(), out_dir=tmp_path / "run")
+    assert s["dropped"] == [{"site": "b", "round": 2, "reason": "its worker process died", "missed": [3, 4]}]
+    assert [row["b"] for row in s["timeline"]] == ["synced", "synced", "failed", "missed", "missed"]
+    assert [row["c"] for row in s["timeline"]] == ["absent", "absent", "synced", "synced", "synced"]
+    assert s["sync_rounds"] == 5 and s["val_bpb"] is not None
+    n, per_round = s["n_params"], 2 * 4 * 32
+    assert s["sites"]["a"]["tokens"] == 5 * per_round and s["sites"]["c"]["tokens"] == 3 * per_round
+    assert s["sites"]["c"]["bytes_received"] == 3 * 4 * n  # the full parameters once, then two updates
+    a = s["sites"]["a"]  # 5 pseudo-gradients up, 4 updates down, each at least B/W + L on its link
+    assert (a["bytes_sent"], a["bytes_received"]) == (5 * 4 * n, 4 * 4 * n)
+    assert a["comm_seconds"] >= 9 * Link(LinkConfig(**LINK)).min_seconds(4 * n)
+    run = mlflow.get_run(s["mlflow_run_id"])
+    assert run.data.tags["site_b_dropped"] == "round 2: its worker process died; missed rounds [3, 4]"
+    assert run.data.metrics["site_c_tokens"] == 3 * per_round and run.data.metrics["site_b_failures"] == 1
+    artifacts = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(s["mlflow_run_id"])}
+    assert {"membership.csv", "membership.png"} <= artifacts
+
+    more = tiny_cfg(mode="diloco", sites=[{"name": "a"}, {"name": "d"}], steps=14, diloco={"inner_steps": 2},
+                    eval_every=0, checkpoint_every=4, resume=True)
+    r = run_training(more, byte_source(), out_dir=tmp_path / "run")
+    assert r["mlflow_run_id"] == s["mlflow_run_id"] and len(r["history"]) == 14
+    assert r["history"][:10] == s["history"]
+    assert [row["round"] for row in r["timeline"]] == list(range(7)) and r["timeline"][5]["d"] == "synced"
+    assert r["sites"]["d"]["bytes_received"] == 2 * 4 * n  # the global parameters, then one update
+
+
+def test_ddp_across_sites_goes_on_without_a_killed_site(tmp_path, mlflow_store, ray_local):
+    cfg = tiny_cfg(mode="ddp", sites=[{"name": "a"}, {"name": "b"}], steps=6, eval_every=0, checkpoint_every=0,
+                   kill=[{"site": "b", "round": 2}])
+    s = run_training(cfg, byte_source(), out_dir=tmp_path / "ddp")
+    assert s["sync_rounds"] == 6 and len(s["history"]) == 6
+    assert s["dropped"][0]["site"] == "b" and s["dropped"][0]["round"] == 2
+    assert s["sites"]["a"]["tokens"] == 6 * 4 * 32 and s["sites"]["b"]["tokens"] == 2 * 4 * 32
+
+
+def test_sites_config_and_devices():
+    assert [s.name for s in tiny_cfg(mode="diloco", workers=3).site_list()] == ["w0", "w1", "w2"]
+    ddp = tiny_cfg(mode="ddp", workers=3)
+    assert [(s.name, s.workers) for s in ddp.site_list()] == [("local", 3)] and not ddp.on_hub
+    with pytest.raises(ValueError, match="not unique"):
+        tiny_cfg(mode="diloco", sites=[{"name": "a"}, {"name": "a"}])
+    with pytest.raises(ValueError, match="no worker 0 at site 'z'"):
+        tiny_cfg(mode="diloco", sites=[{"name": "a"}], kill=[{"site": "z", "round": 1}])
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(InputError, match="device: cuda, but no GPU is visible"):
+        run_training(tiny_cfg(device="cuda"), byte_source())
