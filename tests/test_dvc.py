@@ -132,7 +132,8 @@ def pipeline(tmp_path_factory):
 
 def test_repro_leaves_status_and_git_clean(pipeline):
     repo = pipeline["repo"]
-    assert sorted(p.name for p in (repo / "data").glob("*.dvc")) == ["cloud.dvc", "eval.dvc", "load.dvc", "logs.dvc", "text.dvc"]
+    imported = sorted(p.name for p in (repo / "data").glob("*.dvc"))
+    assert imported == ["cloud.dvc", "energy.dvc", "eval.dvc", "load.dvc", "logs.dvc", "text.dvc"]
     assert (repo / "results/logs/parsed/bgl_2k.parquet").is_file()
     assert stage_status(repo, "logs_parse") == {}
     assert sh(repo, "git", "status", "--porcelain").stdout == ""
