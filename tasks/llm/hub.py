@@ -300,44 +300,51 @@ class Hub:
     # ---- sites coming and going ----------------------------------------------------------------------
     def _admit(self, r: int, rp: RoundPlan, say) -> None:
         """Start the sites scheduled from this round that have no workers yet; stop those that left."""
+        starting = []
         for m in self.members.values():
             site = m.site
             if m.up and site.leave_round and r >= site.leave_round:
                 say(f"[{self.ctx.stage}] round {r}: site {site.name} leaves")
                 self._stop(m)
             elif not m.workers and not m.failure and rp.steps.get(site.name, 0) > 0:
-                self._start(m, joining=r > self.start_round or self.ctx.resume_from is not None)
+                starting.append(m)
                 if r > 0:
                     say(f"[{self.ctx.stage}] round {r}: site {site.name} joins")
+        if starting:
+            self._start(starting, joining=r > self.start_round or self.ctx.resume_from is not None)
 
-    def _start(self, m: Member, joining: bool) -> None:
+    def _start(self, members: list[Member], joining: bool) -> None:
+        """The sites' worker processes, spawned together (a process start costs seconds), then their models."""
         import ray
 
         from tasks.common.ray_runtime import cluster_cpus
         from tasks.llm.site_worker import SiteWorker
 
-        cfg, site = self.cfg, m.site
-        gpus = 1 if self.ctx.device == "cuda" else 0
+        cfg, actor = self.cfg, ray.remote(SiteWorker)
         cpus = min(1.0, cluster_cpus() / self.data_world)
-        options = {"num_cpus": cpus, "num_gpus": gpus, "resources": dict(site.resources),
-                   "runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}}
-        if site.node_label:
-            key, _, value = site.node_label.partition("=")
-            options["label_selector"] = {key: value}
-        actor = ray.remote(SiteWorker)
-        m.workers = [actor.options(**options).remote(cfg, self.source, site, i, self.data_rank[site.name] + i,
-                                                    self.data_world, self.ctx.device, self.ctx.init_checkpoint)
-                     for i in range(site.workers)]
-        m.pids = ray.get([w.pid.remote() for w in m.workers])
-        url = None
-        if site.workers > 1:
-            host, port = ray.get(m.workers[0].address.remote())
-            url = f"tcp://{host}:{port}"
         threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // self.data_world)
-        states = [self.site_states.get(f"{site.name}-w{i}") for i in range(site.workers)]
-        ray.get([w.start.remote(url, threads, states[i]) for i, w in enumerate(m.workers)])
-        m.restored = all(s is not None for s in states)
-        m.version = -1 if joining else self.outer.version
+        for m in members:
+            site = m.site
+            options = {"num_cpus": cpus, "num_gpus": 1 if self.ctx.device == "cuda" else 0,
+                       "resources": dict(site.resources), "runtime_env": {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}}
+            if site.node_label:
+                key, _, value = site.node_label.partition("=")
+                options["label_selector"] = {key: value}
+            m.workers = [actor.options(**options).remote(cfg, self.source, site, i, self.data_rank[site.name] + i,
+                                                        self.data_world, self.ctx.device, self.ctx.init_checkpoint)
+                         for i in range(site.workers)]
+        started = []
+        for m in members:
+            m.pids = ray.get([w.pid.remote() for w in m.workers])
+            url = None
+            if m.site.workers > 1:
+                host, port = ray.get(m.workers[0].address.remote())
+                url = f"tcp://{host}:{port}"
+            states = [self.site_states.get(f"{m.site.name}-w{i}") for i in range(m.site.workers)]
+            started += [w.start.remote(url, threads, states[i]) for i, w in enumerate(m.workers)]
+            m.restored = all(s is not None for s in states)
+            m.version = -1 if joining else self.outer.version
+        ray.get(started)
 
     def _stop(self, m: Member) -> None:
         import ray
