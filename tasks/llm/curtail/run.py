@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -154,7 +154,8 @@ def _record(ccfg: CurtailConfig, prepared: Prepared, traces: dict, summary: dict
     """schedule.json, energy.csv, timeline.png and bpb_vs_carbon.png in the run folder and its MLflow run."""
     write_json(out / "schedule.json", {**prepared.schedule.to_dict(), "cutoff": prepared.cutoff.to_dict()})
     write_text(out / "energy.csv", prepared.accounting.rows.to_csv(index=False))
-    plot_timeline(out / "timeline.png", Schedule(prepared.rounds, prepared.schedule.timelines, ccfg.step_s,
+    synced = [replace(r, sync=plan.sync) for r, plan in zip(prepared.rounds, round_plans(prepared.rounds))]
+    plot_timeline(out / "timeline.png", Schedule(synced, prepared.schedule.timelines, ccfg.step_s,
                                                  prepared.schedule.policy), traces, ccfg,
                   loss=loss_curve(prepared, summary["history"], ccfg.step_s))
     plot_bpb_vs_carbon(out / "bpb_vs_carbon.png", {summary["variant"]: summary["bpb_vs_carbon"]})
