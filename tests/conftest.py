@@ -4,6 +4,7 @@
 - `mlflow_store`: a real SQLite MLflow store in a temporary folder (MLFLOW_TRACKING_URI).
 - `prefect_server`: a real `prefect server` on 127.0.0.1 for the whole session.
 - `ray_local`: a real local Ray runtime sized to the machine.
+- `one_torch_thread`: tiny models run one intra-op thread, as the flows' Ray tasks do (and faster).
 """
 
 from __future__ import annotations
@@ -59,3 +60,13 @@ def ray_local():
     ensure_ray()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture()
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

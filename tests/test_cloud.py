@@ -24,13 +24,7 @@ from tasks.cloud.synthetic import generated_runs
 PRICES = pd.DataFrame({"vm_type": ["c4.large", "m4.xlarge"], "usd_per_hour": [0.1, 0.2]})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """GP fits on a handful of points: one thread, as the flow's Ray tasks run them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # GP fits on a handful of points, as in the flow
 
 
 def runs_table(rows) -> pd.DataFrame:

@@ -18,15 +18,7 @@ from tasks.logs.windows import simulate_windows
 FAST = PullConfig(epochs=8, epochs_next=3, max_rounds=3, batch_size=256)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is several times faster than two here (as in the flow)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster here, as in the flow
 
 
 @pytest.fixture(scope="module")

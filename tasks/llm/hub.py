@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from tasks.common.atomic import atomic_dir
 from tasks.common.precision import cpu_model, resolve_precision, torch_dtype
 from tasks.common.progress import Progress
 from tasks.llm.bpb import bits_per_byte
@@ -203,9 +204,10 @@ class Hub:
                 os.kill(m.pids[kill.worker], signal.SIGKILL)
         replies, failed = _collect(futures, self.cfg.round_timeout_s, lambda name: self._stop(self.members[name]))
         for name, why in failed.items():
-            m = self.members[name]
-            m.failure, m.failed_round = why, r
-            self._stop(m)
+            self.members[name].failure, self.members[name].failed_round = why, r
+        for name, rep in replies.items():  # a site's first worker speaks for it
+            self.members[name].tokens += rep[0]["tokens"]
+            self.members[name].stats = rep[0].get("link", self.members[name].stats)
         return {name: rep[0] for name, rep in replies.items()}
 
     def _message(self, m: Member, r: int, rp: RoundPlan, sync: bool, pending) -> dict:
@@ -288,8 +290,6 @@ class Hub:
     def _state_of(self, m: Member, r: int, rp: RoundPlan, replies: dict, sync: bool) -> str:
         name = m.site.name
         if name in replies:
-            m.tokens += replies[name]["tokens"]
-            m.stats = replies[name].get("link", m.stats)
             return "synced" if sync else "local"
         if m.failed_round == r:
             return "failed"
@@ -422,8 +422,6 @@ class Hub:
 
         model_dir = Path(self.ctx.out_dir) / "model"
         unflatten_into(list(self.model.parameters()), self.outer.params.detach())
-        from tasks.common.atomic import atomic_dir
-
         with atomic_dir(model_dir) as tmp:
             save_checkpoint(tmp, self.model, {}, read_meta(latest) if latest else {"step": self.lr_steps[-1]})
         sites = {}
@@ -435,7 +433,7 @@ class Hub:
                            "failed_round": m.failed_round, "failure": m.failure,
                            "missed_rounds": self.timeline.rounds_in(name, "missed"),
                            "bytes_sent": link.get("bytes_sent", 0), "bytes_received": link.get("bytes_received", 0),
-                           "comm_seconds": link.get("seconds", 0.0)}
+                           "transfers": link.get("transfers", 0), "comm_seconds": link.get("seconds", 0.0)}
         rate = tokens / train_seconds if train_seconds > 0 else 0.0
         flops_per_token = self.model.num_flops_per_token()
         dtype = torch_dtype(precision)

@@ -27,7 +27,7 @@ from tasks.llm.device import dist_backend
 from tasks.llm.link import Link
 from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
 from tasks.llm.sdc import attach as attach_sdc
-from tasks.llm.train import plan, prepare_model, take_step
+from tasks.llm.train import _forward_backward, plan, prepare_model, take_step
 from tasks.llm.wire import Encoder, Packet, decode, encode, flatten, unflatten_into
 
 
@@ -109,8 +109,6 @@ class SiteWorker:
             self.model.zero_grad(set_to_none=True)
         if not msg["compute"]:
             return {}
-        from tasks.llm.train import _forward_backward
-
         start = time.perf_counter()
         self._set_lr(msg["lr_step"])
         micro = [next(self.batches) for _ in range(self.accum)]

@@ -7,7 +7,9 @@ every step; DiLoCo syncs every H steps (at least 20 outer rounds), int8 DiLoCo w
 feedback. The fault entry kills -9 one site's worker at half of a DiLoCo run of `fault_sites`
 sites and compares it with the same run without the fault.
 `wall_s` is the training's wall time, first round to last (comm included); `run_wall_s` adds the
-one-off start of the workers and the final evaluation and save.
+one-off start of the workers and the final evaluation and save. `link_floor_s` is what the bytes
+and transfers a site moved must take on its link; `paced` says every site's measured comm time
+reached it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def byte_source(data_dir: str | None, batch_size: int, seq_len: int) -> TokenStr
                                  byte_lengths=np.ones(256, dtype=np.int64))
 
 
+def link_floor(site: dict, mbps: float, latency_ms: float) -> float:
+    """The least time a site's transfers may take on its link: bits / bandwidth + one latency each."""
+    return 8 * (site["bytes_sent"] + site["bytes_received"]) / (mbps * 1e6) + site["transfers"] * latency_ms / 1e3
+
+
 def run(data_dir: str | None, bandwidths: tuple[float, ...] = (1000.0, 100.0, 10.0), latency_ms: float = 50.0,
         rounds: int = 20, inner_steps: int = 30, depth: int = 1, batch_size: int = 4, seq_len: int = 64,
         outer_lr: float = 0.5, outer_momentum: float = 0.5, fault_sites: int = 4, seed: int = 0) -> dict:
@@ -53,8 +60,10 @@ def run(data_dir: str | None, bandwidths: tuple[float, ...] = (1000.0, 100.0, 10
                              register_model=False, **extra)
         with tempfile.TemporaryDirectory() as tmp:
             s = run_training(cfg, source, out_dir=tmp, stage="bench")
+        floors = {name: link_floor(site, mbps, latency_ms) for name, site in s["sites"].items()}
         return {"wall_s": round(s["train_seconds"], 2), "run_wall_s": round(s["wall_seconds"], 2),
-                "comm_s": round(s["comm_seconds"], 2),
+                "comm_s": round(s["comm_seconds"], 2), "link_floor_s": round(max(floors.values()), 2),
+                "paced": all(s["sites"][name]["comm_seconds"] >= floor for name, floor in floors.items()),
                 "bytes_per_worker": s["comm_bytes_per_worker"], "val_bpb": round(s["val_bpb"], 4), "tokens": s["tokens"],
                 "dropped": s["dropped"]}
 
@@ -88,4 +97,6 @@ def run(data_dir: str | None, bandwidths: tuple[float, ...] = (1000.0, 100.0, 10
             "int8_at_least_3_5x_fewer_bytes": at["bytes_ratio_fp32_over_int8"] >= 3.5,
             "int8_bpb_within_1pct": abs(at["bpb_gap_int8_vs_fp32"]) <= 0.01,
             "fault_completes_within_5pct": out["fault"]["completed"] and abs(out["fault"]["bpb_gap"]) <= 0.05}
+    out["every_site_paced_to_its_link"] = all(run["paced"] for entry in out["links"].values()
+                                              for run in entry.values() if isinstance(run, dict))
     return out

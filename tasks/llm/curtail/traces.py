@@ -28,7 +28,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         if not isinstance(frame.index, pd.RangeIndex):
             frame = frame.reset_index()  # a time index saved by pandas becomes the first column
     elif path.suffix == ".csv":
-        frame = pd.read_csv(path, encoding="utf-8-sig")  # the WattTime export starts with a byte-order mark
+        frame = pd.read_csv(path, encoding="utf-8-sig")  # WattTime exports may start with a byte-order mark
     else:
         raise InputError(f"trace {path} is neither .csv nor .parquet; convert it to one of them")
     frame.columns = [str(name).lstrip("\ufeff").strip() for name in frame.columns]
