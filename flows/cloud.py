@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from prefect import flow, get_run_logger, task
@@ -26,13 +26,13 @@ from flows.options import (
 )
 from flows.runtime import RETRY_TRANSIENT, run_flow, task_runner
 from tasks.cloud.config import CloudConfig
-from tasks.cloud.pipeline import check_inputs, searches
-from tasks.cloud.report import log_to_mlflow, summarise, write_outputs
-from tasks.cloud.search import SupportModel
-from tasks.cloud.study import Search, fit_support, run_one, support_jobs
 from tasks.common.config import load_config
 from tasks.common.paths import project_root
 from tasks.common.precision import hardware_tags
+
+if TYPE_CHECKING:  # the searches import BoTorch and torch: only when a cloud run starts, not with every command
+    from tasks.cloud.search import SupportModel
+    from tasks.cloud.study import Search
 
 SECTION = "cloud"
 
@@ -41,6 +41,8 @@ SECTION = "cloud"
 def support_task(job_runs, space, cfg: CloudConfig) -> SupportModel:
     import torch
 
+    from tasks.cloud.study import fit_support
+
     torch.set_num_threads(1)
     return fit_support(job_runs, space, cfg)
 
@@ -48,6 +50,8 @@ def support_task(job_runs, space, cfg: CloudConfig) -> SupportModel:
 @task(name="search", **RETRY_TRANSIENT)
 def search_task(search: Search, runs, space, supports: list[SupportModel], cfg: CloudConfig) -> dict:
     import torch
+
+    from tasks.cloud.study import run_one
 
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -71,6 +75,10 @@ def cloud_flow(
         overrides: any other key of params.yaml `cloud`, dotted (e.g. {"repetitions": 1}); wins over the fields above.
         data_dir: public datasets folder (default: SEEDFLOW_DATA, else ../shared/datasets).
     """
+    from tasks.cloud.pipeline import check_inputs, searches
+    from tasks.cloud.report import log_to_mlflow, summarise, write_outputs
+    from tasks.cloud.study import support_jobs
+
     logger = get_run_logger()
     cfg = load_config(CloudConfig, SECTION, flow_overrides(overrides, workloads=workloads, methods=methods,
                                                            percentiles=percentiles))
@@ -133,6 +141,8 @@ def _overrides(assignments: list[str] | None, workloads: str | None, methods: st
 
 def run_cloud(overrides: dict, data_dir: str | None) -> dict:
     """Check the config and the runs here, then run the flow against a Prefect API."""
+    from tasks.cloud.pipeline import check_inputs
+
     check_inputs(load_config(CloudConfig, SECTION, overrides), data_dir)
     return run_flow("flows.cloud:cloud_flow", overrides=overrides, data_dir=data_dir)
 

@@ -1,7 +1,8 @@
 """Shared fixtures: real services at small size, never fakes.
 
 - `shared_data`: ../shared/datasets (the real public files); tests that need it skip clearly when absent.
-- `mlflow_store`: a real SQLite MLflow store in a temporary folder (MLFLOW_TRACKING_URI).
+- `mlflow_store`: a real SQLite MLflow store in a temporary folder (MLFLOW_TRACKING_URI), copied from one
+  whose schema was made once per session (MLflow's migrations take ~2 s; ~40 tests need a store).
 - `prefect_server`: a real `prefect server` on 127.0.0.1 for the whole session.
 - `ray_local`: a real local Ray runtime sized to the machine.
 - `one_torch_thread`: tiny models run one intra-op thread, as the flows' Ray tasks do (and faster).
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,20 @@ def shared_data() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments(max_results=1)
+    return db
+
+
 @pytest.fixture()
-def mlflow_store(tmp_path, monkeypatch) -> str:
+def mlflow_store(tmp_path, monkeypatch, migrated_store) -> str:
     import mlflow
 
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)  # an earlier test's set_tracking_uri would otherwise win over the env

@@ -76,7 +76,9 @@ def test_each_run_registers_a_new_version_and_models_uri_loads(tokens, tmp_path,
 
 def test_chat_and_pyfunc_from_the_registry(tokens, tmp_path, mlflow_store, model_cache):
     import mlflow.pyfunc
+    from typer.testing import CliRunner
 
+    from flows.cli import build_app
     from tasks.llm.chat_session import ChatSession
     from tasks.llm.preflight import check_checkpoint
 
@@ -90,6 +92,10 @@ def test_chat_and_pyfunc_from_the_registry(tokens, tmp_path, mlflow_store, model
     assert [c.type.name for c in pyfunc.metadata.signature.inputs] == ["string"]
     answers = pyfunc.predict(["What is 1 + 2?", "Spell the word: garden"], params={"max_tokens": 6})
     assert len(answers) == 2 and answers[0] == reply and all(isinstance(a, str) for a in answers)
+
+    command = CliRunner().invoke(build_app(), ["llm", "chat", "--checkpoint", "models:/seedflow-llm-pretrain/1",
+                                               "-p", "What is 1 + 2?", "--temperature", "0", "--max-tokens", "6"])
+    assert command.exit_code == 0 and command.output.strip() == reply.strip(), command.output
 
 
 def test_later_stage_starts_from_a_registered_model(tokens, tmp_path, mlflow_store, model_cache):

@@ -5,6 +5,10 @@ Without `RAY_ADDRESS` every command starts its own runtime (address "local"), ev
 (resources cannot be set when attaching). To use that cluster, say so: `RAY_ADDRESS=auto` (the
 local one) or `RAY_ADDRESS=<host>:6379`. Ray's token authentication stays on in both cases: Ray
 2.60 binds its gRPC servers to the node's network address and cannot be held to 127.0.0.1.
+
+Ray's C++ failure signal handler is off (set here, before anything imports Ray): on SIGTERM it
+arms a 3 s alarm that aborts the process, so a driver was killed in the middle of ending its
+MLflow runs and stopping its Prefect server whenever that took longer (a loaded machine).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ OBJECT_STORE_FRACTION = 0.1
 OBJECT_STORE_CAP = 2 * 1024**3
 FORWARDED_ENV = (
     "MLFLOW_TRACKING_URI", "SEEDFLOW_DATA", "SEEDFLOW_ROOT", "PREFECT_API_URL", "PREFECT_HOME", "OMP_WAIT_POLICY",
+    "RAY_DISABLE_FAILURE_SIGNAL_HANDLER",
 )
+os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
 
 
 def ray_address() -> str:

@@ -85,19 +85,22 @@ def use_experiment(name: str, uri: str | None = None) -> str:
     return experiment_id
 
 
-def fail_open_runs(tag: str, value: str, uri: str | None = None) -> int:
+def fail_open_runs(tag: str, value: str, uri: str | None = None, patience_s: float = 60.0) -> int:
     """End as FAILED every RUNNING run tagged `tag=value`: runs whose Ray worker was killed with its
-    driver cannot end themselves. Returns how many were ended."""
+    driver cannot end themselves. Returns how many were ended.
+
+    A SQLite store stays locked while a worker that is still training writes to it, and a loaded
+    machine may not schedule that worker for a while: wait up to `patience_s` for the lock."""
     import time
 
-    store = client(uri)
-    for attempt in range(5):  # a dying worker may still hold the SQLite store's write lock
+    deadline = time.monotonic() + patience_s
+    while True:
         try:
-            return _fail_runs(store, f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
-        except Exception:  # store busy: try again, then give up with the error
-            if attempt == 4:
+            return _fail_runs(client(uri), f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'")
+        except Exception as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-            time.sleep(1 + attempt)
+            time.sleep(0.5)
 
 
 def _fail_runs(client, query: str) -> int:
