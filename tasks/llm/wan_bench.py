@@ -97,6 +97,6 @@ def run(data_dir: str | None, bandwidths: tuple[float, ...] = (1000.0, 100.0, 10
             "int8_at_least_3_5x_fewer_bytes": at["bytes_ratio_fp32_over_int8"] >= 3.5,
             "int8_bpb_within_1pct": abs(at["bpb_gap_int8_vs_fp32"]) <= 0.01,
             "fault_completes_within_5pct": out["fault"]["completed"] and abs(out["fault"]["bpb_gap"]) <= 0.05}
-    out["every_site_paced_to_its_link"] = all(run["paced"] for entry in out["links"].values()
-                                              for run in entry.values() if isinstance(run, dict))
+    out["every_site_paced_to_its_link"] = all(result["paced"] for entry in out["links"].values()
+                                              for result in entry.values() if isinstance(result, dict))
     return out

@@ -98,7 +98,7 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
         summary = run_training(cfg, source, out_dir=out, stage=stage, tags=run_tags, schedule=schedule)
     summary.update(energy_figures(ccfg, prepared), variant=label, measured_cpu_joules=measured.joules)
     summary["bpb_vs_carbon"] = bpb_vs_carbon(prepared, summary["evals"])
-    _record(ccfg, prepared, traces, summary, out)
+    _record(ccfg, prepared, schedule, traces, summary, out)
     return summary
 
 
@@ -150,11 +150,11 @@ def loss_curve(prepared: Prepared, history: list[float], step_s: float) -> list[
     return list(zip(times, history))
 
 
-def _record(ccfg: CurtailConfig, prepared: Prepared, traces: dict, summary: dict, out: Path) -> None:
+def _record(ccfg: CurtailConfig, prepared: Prepared, plans: list, traces: dict, summary: dict, out: Path) -> None:
     """schedule.json, energy.csv, timeline.png and bpb_vs_carbon.png in the run folder and its MLflow run."""
     write_json(out / "schedule.json", {**prepared.schedule.to_dict(), "cutoff": prepared.cutoff.to_dict()})
     write_text(out / "energy.csv", prepared.accounting.rows.to_csv(index=False))
-    synced = [replace(r, sync=plan.sync) for r, plan in zip(prepared.rounds, round_plans(prepared.rounds))]
+    synced = [replace(r, sync=plan.sync) for r, plan in zip(prepared.rounds, plans)]  # where the hub synced
     plot_timeline(out / "timeline.png", Schedule(synced, prepared.schedule.timelines, ccfg.step_s,
                                                  prepared.schedule.policy), traces, ccfg,
                   loss=loss_curve(prepared, summary["history"], ccfg.step_s))
