@@ -11,6 +11,7 @@ import os
 import sys
 
 import typer
+from typer.exceptions import TyperException
 
 DEMO_DATA_DIR = typer.Option(None, help="Public datasets folder (default: SEEDFLOW_DATA or ../shared/datasets).")
 
@@ -24,7 +25,8 @@ def build_app(names: list[str] | None = None) -> typer.Typer:
 
     modules = pipelines(names)
     app = typer.Typer(help="seedflow: Prefect flows on Ray, tracked in MLflow, reproduced with DVC.",
-                      no_args_is_help=True, pretty_exceptions_enable=False)
+                      no_args_is_help=True, pretty_exceptions_enable=False,
+                      rich_markup_mode=None)  # help texts are plain: `[bracketed]` words are shown, not parsed
     bench_app = typer.Typer(help="Benchmarks: each prints one JSON object as its last line.", no_args_is_help=True)
     app.add_typer(bench_app, name="bench")
     for name, module in modules.items():
@@ -84,10 +86,10 @@ def run() -> None:
         sys.argv.remove("--debug")
         os.environ["SEEDFLOW_DEBUG"] = "1"
     if debug_enabled():
-        build_app()()
+        build_app()(prog_name="seedflow")
         return
     try:
-        build_app()(standalone_mode=False)
+        build_app()(prog_name="seedflow", standalone_mode=False)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
@@ -96,14 +98,20 @@ def run() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except TyperException as exc:  # usage: a mistyped command, option or value
+        typer.echo(usage_line(exc), err=True)
+        sys.exit(2)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):  # usage errors keep click's own message
-            exc.show()
-            sys.exit(exc.exit_code)
         typer.echo(one_line(exc), err=True)
         sys.exit(exit_code(exc))
+
+
+def usage_line(exc: TyperException) -> str:
+    """A usage error in the platform's one-line form: what is wrong (click names the option and its closest
+    valid spellings), and where the valid ones are listed."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {exc.format_message().rstrip('.')}{where}"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The cloud-configuration pipeline: Prefect flow `cloud`, `seedflow cloud run|contribute|optimize`,
 `seedflow bench cloud`, its demo.
 
-Support models are fitted once per collaborator's job as Ray tasks; every search (job x method x
-percentile x repetition) is a Ray task that receives them from the object store.
+Each collaborator's job is searched (the runs it shares) and its support models fitted as one Ray task;
+every search (job x method x percentile x repetition) is a Ray task that receives them from the object store.
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ if TYPE_CHECKING:  # the searches import BoTorch and torch: only when a cloud ru
 SECTION = "cloud"
 
 
-@task(name="fit-support-model", **RETRY_TRANSIENT)
-def support_task(job_runs, space, cfg: CloudConfig) -> SupportModel:
+@task(name="collaborator-support-model", **RETRY_TRANSIENT)
+def support_task(job: str, runs, space, cfg: CloudConfig) -> SupportModel:
     import torch
 
-    from tasks.cloud.study import fit_support
+    from tasks.cloud.study import collaborator_support
 
     torch.set_num_threads(1)
-    return fit_support(job_runs, space, cfg)
+    return collaborator_support(runs, space, job, cfg)
 
 
 @task(name="search", **RETRY_TRANSIENT)
@@ -76,7 +76,7 @@ def cloud_flow(
         data_dir: public datasets folder (default: SEEDFLOW_DATA, else ../shared/datasets).
     """
     from tasks.cloud.pipeline import check_inputs, searches
-    from tasks.cloud.report import log_to_mlflow, summarise, write_outputs
+    from tasks.cloud.report import log_to_mlflow, protocol, summarise, write_outputs
     from tasks.cloud.study import support_jobs
 
     logger = get_run_logger()
@@ -86,28 +86,32 @@ def cloud_flow(
     if inputs.source == "generated":
         logger.warning("no datasets folder found (--data-dir, SEEDFLOW_DATA, ../shared/datasets): using generated runs")
     todo = searches(cfg, inputs.jobs)
-    logger.info("cloud: %d searches (%d jobs x %s x %d percentiles x %d repetitions) on %s", len(todo), len(inputs.jobs),
-                ",".join(cfg.methods), len(cfg.percentiles), cfg.repetitions, inputs.source)
+    shared = protocol(cfg)
+    logger.info("cloud: %d searches (%d jobs x %s x %d percentiles x %d repetitions) on %s; collaborators share %s "
+                "(shared_runs: %s)", len(todo), len(inputs.jobs), ",".join(cfg.methods), len(cfg.percentiles),
+                cfg.repetitions, inputs.source, shared["protocol"], shared["shared_runs"])
     all_jobs = sorted(inputs.runs["job"].unique())
     wanted = {s.job: support_jobs(s.job, all_jobs, cfg.karasu.support) for s in todo if s.method == "karasu"}
     needed = sorted({j for jobs in wanted.values() for j in jobs})
     with remote_options(num_cpus=1):
-        models = {job: support_task.submit(shared, inputs.space, cfg)
-                  for job, shared in inputs.repository.groupby("job") if job in needed}
+        models = {job: support_task.submit(job, inputs.runs, inputs.space, cfg) for job in needed}
         futures = [search_task.submit(s, inputs.runs, inputs.space, [models[j] for j in wanted.get(s.job, [])]
                                       if s.method == "karasu" else [], cfg) for s in todo]
     rows = collect(futures, logger)
 
     out_dir = project_root() / cfg.out_dir
     summary = summarise(rows)
-    info = {"hardware": hardware_tags(), "title": f"{len(inputs.jobs)} jobs, {inputs.source.split('/')[-1]}"}
+    info = {"hardware": hardware_tags(), "protocol": shared,
+            "title": f"{len(inputs.jobs)} jobs, {inputs.source.split('/')[-1]}, {shared['protocol']}"}
     write_outputs(rows, summary, out_dir, info)
     run_id = log_to_mlflow(rows, summary, cfg, out_dir, run_name=f"cloud-{len(inputs.jobs)}jobs")
     for method, stats in summary["methods"].items():
-        logger.info("%s: normalised cost at k=1..%d %s, runs to within 10%% %.2f", method, cfg.max_runs,
-                    stats["norm_cost_at"], stats["runs_to_within_10pct"])
+        logger.info("%s: at k=1..%d share of searches with a feasible run %s, median normalised cost over those %s, "
+                    "runs to within 10%% %.2f", method, cfg.max_runs, stats["feasible_share_at"],
+                    stats["median_norm_cost_at"], stats["runs_to_within_10pct"])
     logger.info("results: %s, MLflow run %s", out_dir / "metrics.json", run_id)
-    return {**summary, "metrics": str(out_dir / "metrics.json"), "mlflow_run_id": run_id, "source": inputs.source}
+    return {**shared, **summary, "metrics": str(out_dir / "metrics.json"), "mlflow_run_id": run_id,
+            "source": inputs.source}
 
 
 def collect(futures: list, logger) -> list[dict]:
@@ -212,34 +216,35 @@ def optimize(
     cfg = load_config(CloudConfig, SECTION, cli_overrides(set_))
     table = price_list(cfg, prices, data_dir)
     shared = read_repository(repository_folder(cfg, repository), table)
-    own = own_runs(workload, observed, shared, table)
-    typer.echo(json.dumps(recommend(workload, own, shared, max_runtime, cfg), indent=2))
+    own, used = own_runs(workload, observed, shared, table)
+    advice = recommend(workload, own, shared, max_runtime, cfg)
+    typer.echo(json.dumps({**advice, **({"observed": used} if used else {})}, indent=2))
 
 
 def bench(
     workloads: str = typer.Option(None, help=WORKLOADS_HELP),
     pareto: bool = typer.Option(True, help="Also the Pareto (cost, runtime) variant, each method once per job."),
+    upper_bound: bool = typer.Option(True, help="Also Karasu with every run of each support job shared "
+                                                "(shared_runs: all), an upper bound beside the study's protocol."),
     set_: list[str] = SET_OPTION,
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """The whole study (18 jobs x 3 methods x 5 percentiles x 3 repetitions, plus the Pareto variant);
-    last line = one JSON object."""
+    """The whole study (18 jobs x 3 methods x 5 percentiles x 3 repetitions, plus the Pareto variant), then
+    Karasu again with every run shared; last line = one JSON object."""
+    from flows.runtime import prefect_api
+    from tasks.cloud.report import bench_figures
+
     overrides = _overrides(set_, workloads, None, None)
     overrides.setdefault("out_dir", "results/bench/cloud")
     if pareto:
         overrides.setdefault("pareto_methods", ["random", "cherrypick", "karasu"])
     start = time.perf_counter()
-    result = run_cloud(overrides, data_dir)
-    methods = {m: {k: s[k] for k in ("norm_cost_at", "runs_to_within_10pct", "feasible_rate", "wall_s")}
-               for m, s in result["methods"].items()}
-    out = {"hardware": hardware_tags(), "source": result["source"], "methods": methods,
-           **({"pareto": result["pareto"]} if "pareto" in result else {}), "wall_s": round(time.perf_counter() - start, 1)}
-    if "karasu_vs_cherrypick" in result:
-        versus = result["karasu_vs_cherrypick"]
-        out["karasu_vs_cherrypick"] = versus
-        out["targets"] = {"karasu_lower_norm_cost_at_3": versus["norm_cost_at_3"][0] < versus["norm_cost_at_3"][1],
-                          "karasu_fewer_runs_on_70pct_of_workloads": versus["workloads_fewer_runs_share"] >= 0.7,
-                          "under_20_min": out["wall_s"] < 1200}
+    with prefect_api():  # one server for both runs
+        result = run_cloud(overrides, data_dir)
+        bound = run_cloud({**overrides, "methods": ["karasu"], "pareto_methods": [], "shared_runs": "all",
+                           "out_dir": overrides["out_dir"] + "/upper_bound"}, data_dir) if upper_bound else None
+    out = {"hardware": hardware_tags(), "precision": "fp64 GPs", **bench_figures(result, bound)}
+    out["wall_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out))
 
 
@@ -252,7 +257,8 @@ def demo(data_dir: str | None) -> str:
 
     overrides = read_params().get("demo", {}).get("cloud", {})
     result = run_cloud(overrides, data_dir)
-    norm = {m: s["norm_cost_at"][-1] for m, s in result["methods"].items()}
-    said = ", ".join(f"{m} {v:.2f}" for m, v in norm.items())
-    return (f"cloud: best feasible cost / optimum after {len(next(iter(result['methods'].values()))['norm_cost_at'])} runs: "
-            f"{said}; {result['metrics']} (MLflow experiment 'cloud', run {result['mlflow_run_id']})")
+    last = {m: (s["median_norm_cost_at"][-1], s["feasible_share_at"][-1]) for m, s in result["methods"].items()}
+    said = ", ".join(f"{m} {'-' if v is None else f'{v:.2f}'} ({share:.0%} feasible)" for m, (v, share) in last.items())
+    runs = len(next(iter(result["methods"].values()))["median_norm_cost_at"])
+    return (f"cloud: median best feasible cost / optimum after {runs} runs: {said}; {result['metrics']} "
+            f"(MLflow experiment 'cloud', run {result['mlflow_run_id']})")

@@ -44,7 +44,8 @@ def tune_combo(spec: SeriesSpec, model: str, cfg: ForecastConfig) -> dict[str, A
     ctx = FitContext(split=prep.split, season=prep.season, horizon=prep.horizon, seed=cfg.seed)
     scaled = MinMaxScaler.fit(train).transform(train)
     fixed = {"samples_per_epoch": cfg.deep.samples_per_epoch}
-    return tune_deep(model, scaled, ctx, cfg.tune, name=f"{spec.dataset}_{spec.rate}_{model}", fixed=fixed)
+    return tune_deep(model, scaled, ctx, cfg.tune, name=f"{spec.dataset}_{spec.rate}_{model}",
+                     storage=project_root() / cfg.out_dir / "ray_tune", fixed=fixed)
 
 
 def log_inputs(logger: logging.Logger | logging.LoggerAdapter, specs: list[SeriesSpec]) -> None:

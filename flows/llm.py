@@ -23,6 +23,7 @@ from flows.options import (DATA_DIR_OPTION, OVERWRITE_OPTION, cli_overrides, com
                            int_list, set_option)
 from flows.runtime import RETRY_TRANSIENT, relay_lines, run_flow, task_runner, worker_runs_end_with_flow
 from tasks.common.config import load_config
+from tasks.common.errors import InputError
 from tasks.llm.config import CHAT_STAGES, EvalConfig, Mode, PretrainConfig, StudyConfig, TokenizerConfig
 from tasks.llm.curtail.config import CurtailConfig, PolicyName
 
@@ -238,7 +239,7 @@ def curtail_configs(overrides: dict[str, Any]) -> tuple[CurtailConfig, PretrainC
     """`llm.curtail`, and `llm.pretrain` with its `pretrain` overrides and its out_dir and experiment."""
     ccfg = load_config(CurtailConfig, "llm.curtail", overrides)
     pcfg = load_config(PretrainConfig, "llm.pretrain", {**ccfg.pretrain, "out_dir": ccfg.out_dir,
-                                                        "experiment": ccfg.experiment})
+                                                        "experiment": ccfg.experiment}, named="llm.curtail.pretrain")
     return ccfg, pcfg
 
 
@@ -551,7 +552,8 @@ def show_tasks(
     name: str = typer.Argument(None, help="Task to show (default: list the tasks)."),
     n: int = typer.Option(3, help="Examples to show."),
     split: str = typer.Option("train", help="train | test (synthetic tasks also val)."),
-    tokenizer: str = typer.Option("results/llm/tokens/tokenizer.json", help="Tokenizer used to render (relative: to the project root)."),
+    tokenizer: str = typer.Option(None, help="tokenizer.json used to render, relative to the project root (default: the "
+                                             "one `seedflow llm tokenize` writes, params.yaml llm.tokenizer.out_dir)."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Show a task's conversations as the model sees them; [bracketed] tokens are not trained on."""
@@ -564,8 +566,12 @@ def show_tasks(
         typer.echo("\n".join(f"{key:10s} {cls.eval_type:12s} {(cls.__doc__ or '').strip().partition(chr(10))[0]}"
                              for key, cls in TASKS.items()))
         return
+    path = project_root() / (tokenizer or f"{default('llm.tokenizer', 'out_dir')}/tokenizer.json")
+    if not path.is_file():
+        raise InputError(f"tokenizer {path} not found: run `seedflow llm tokenize` first, or pass --tokenizer "
+                         "(e.g. --tokenizer results/demo/llm/tokens/tokenizer.json after `make demo`)")
     task_data = build_task(name, split, data_dir)
-    tok = Tokenizer.load(project_root() / tokenizer)
+    tok = Tokenizer.load(path)
     typer.echo(f"{name}: {len(task_data)} examples ({task_data.eval_type})")
     for i in range(min(n, len(task_data))):
         ids, mask = render_conversation(tok, task_data[i])
@@ -648,25 +654,31 @@ def bench_sdc(
 def bench_diloco_wan(
     bandwidths: str = typer.Option("1000,100,10", help="Link bandwidths in Mbit/s (comma-separated)."),
     latency_ms: float = typer.Option(50.0, help="Link latency."),
-    rounds: int = typer.Option(20, help="DiLoCo outer rounds (the fault run kills a site at half of them)."),
-    inner_steps: int = typer.Option(30, help="DiLoCo H; every run trains rounds x H steps on each of 2 sites."),
-    depth: int = typer.Option(1, help="Model depth (width 64 x depth; bytes as tokens)."),
-    batch_size: int = typer.Option(4, help="Sequences per step per site."),
-    seq_len: int = typer.Option(64, help="Sequence length."),
+    rounds: int = typer.Option(20, help="DiLoCo outer rounds of the small regime (the fault run kills a site at half of them)."),
+    inner_steps: int = typer.Option(30, help="DiLoCo H of the small regime; every run trains rounds x H steps on each of 2 sites."),
+    depth: int = typer.Option(1, help="Small regime's model depth (width 64 x depth; bytes as tokens)."),
+    batch_size: int = typer.Option(4, help="Sequences per step per site (small regime)."),
+    seq_len: int = typer.Option(64, help="Sequence length (small regime)."),
     outer_lr: float = typer.Option(0.5, help="DiLoCo outer lr (Nesterov)."),
     outer_momentum: float = typer.Option(0.5, help="DiLoCo outer momentum."),
     fault_sites: int = typer.Option(4, help="Sites of the fault run and of its no-fault twin."),
+    compute_rounds: int = typer.Option(2, help="Outer rounds of the compute-bound regime (depth 4, seq 256); 0 skips it."),
+    compute_inner_steps: int = typer.Option(3, help="DiLoCo H of the compute-bound regime."),
+    paper_steps: int = typer.Option(2000, help="Steps per site of the paper-outer comparison (lr 0.7, momentum 0.9); 0 skips it."),
+    paper_inner_steps: int = typer.Option(100, help="DiLoCo H of the paper-outer comparison."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """DDP vs DiLoCo vs int8 DiLoCo between 2 sites over emulated links, equal tokens and seed: wall and comm
-    seconds, bytes per worker, val bpb per bandwidth; and DiLoCo with one site killed -9 at half of the run."""
+    """DDP vs DiLoCo vs int8 DiLoCo between 2 sites over emulated links, per regime (small; compute-bound), equal
+    tokens and seed: wall split into compute, comm and overhead, bytes per worker, val bpb, the link model's error;
+    DiLoCo with one site killed -9; the paper's outer step at H=100 against DDP."""
     from tasks.common.precision import hardware_tags
-    from tasks.llm.wan_bench import run
+    from tasks.llm.wan_bench import compute_bound, run
 
     start = time.perf_counter()
     mbps = tuple(float(b) for b in comma_list(bandwidths) or [])
+    regimes = [compute_bound(compute_rounds, compute_inner_steps)] if compute_rounds else []
     out = run(data_dir, mbps, latency_ms, rounds, inner_steps, depth, batch_size, seq_len, outer_lr, outer_momentum,
-              fault_sites)
+              fault_sites, regimes=regimes, paper_steps=paper_steps, paper_inner_steps=paper_inner_steps)
     print(json.dumps({"hardware": hardware_tags(), "precision": "fp32", **out, "wall_s": round(time.perf_counter() - start, 1)}))
 
 
@@ -675,11 +687,14 @@ def bench_curtail(
     depth: int = typer.Option(1, help="Model depth (width 64 x depth; bytes as tokens)."),
     batch_size: int = typer.Option(4, help="Sequences per step per site."),
     seq_len: int = typer.Option(64, help="Sequence length."),
+    start_days: int = typer.Option(12, min=1, help="Start days spread over the trace for the emission figures "
+                                                   "(plans only, no training)."),
     set_: list[str] = set_option("threshold=200"),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
     """Curtailment-aware training (reactive and forecast policies, the two-site variant) against one site training
-    non-stop in each region, at equal tokens: kg CO2, energy, share inside windows, simulated hours, val bpb."""
+    non-stop in each region, at equal IID tokens: kg CO2 over start days beside the trace's floor, energy, share
+    inside windows, simulated hours, val bpb."""
     from tasks.common.paths import data_dir as resolve_data_dir
     from tasks.common.precision import hardware_tags
     from tasks.llm.curtail.bench import run
@@ -691,7 +706,7 @@ def bench_curtail(
     pcfg = PretrainConfig.model_validate({**pcfg.model_dump(), "depth": depth, "sequence_len": seq_len,
                                           "device_batch_size": batch_size, "register_model": False})
     traces = site_traces(ccfg, resolve_data_dir(data_dir))
-    out = run(ccfg, pcfg, byte_source(data_dir, batch_size, seq_len), traces)
+    out = run(ccfg, pcfg, byte_source(data_dir, batch_size, seq_len), traces, start_days=start_days)
     print(json.dumps({"hardware": hardware_tags(), **out, "wall_s": round(time.perf_counter() - start, 1)}))
 
 

@@ -3,8 +3,9 @@
 - `prefect_api()`: `PREFECT_API_URL` if set, else a temporary `prefect server` on 127.0.0.1 for
   the command (ephemeral mode starts one server per process, and every Ray worker its own).
   Prefect may already be imported, so the URL is applied with `temporary_settings` as well as in
-  the environment Ray workers inherit. On the way out, even after SIGTERM, buffered flow-run logs
-  are sent and the server is stopped.
+  the environment Ray workers inherit. Prefect's "View at" links are off for such a server (it is
+  gone when the command ends). On the way out, even after SIGTERM, buffered flow-run logs are sent
+  and the server is stopped.
 - `run_flow("module:name", **params)`: the one way the CLI, the demo and the benchmarks call a flow.
 - `task_runner()`: prefect-ray's RayTaskRunner on the settings of `tasks.common.ray_runtime`.
 - `RETRY_TRANSIENT`: Prefect task options that retry a task once if Ray lost a worker or failed to
@@ -63,7 +64,7 @@ def _wait_healthy(api_url: str, timeout: float, proc: subprocess.Popen) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"prefect server exited with code {proc.returncode} before becoming healthy "
-                               f"(log: {project_root() / '.prefect' / 'server.log'})")
+                               f"(log: {server_log()})")
         try:
             with urllib.request.urlopen(f"{api_url}/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -82,13 +83,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def server_log() -> Path:
+    """The temporary server's log, in the Prefect home in use (the user's PREFECT_HOME wins)."""
+    return Path(os.environ.get("PREFECT_HOME") or prefect_env()["PREFECT_HOME"]) / "server.log"
+
+
 def _start_server(port: int) -> subprocess.Popen:
-    log_path = project_root() / ".prefect" / "server.log"
+    log_path = server_log()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**os.environ, **prefect_env()}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**prefect_env(), **os.environ}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent)
 
 
@@ -125,7 +131,7 @@ def prefect_api() -> Iterator[str]:
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -134,7 +140,10 @@ def prefect_api() -> Iterator[str]:
         with _terminate_raises():
             _wait_healthy(api_url, STARTUP_TIMEOUT_S, proc)
             os.environ["PREFECT_API_URL"] = api_url
-            with temporary_settings({PREFECT_API_URL: api_url}):
+            print(f"Prefect: a temporary server on 127.0.0.1:{port} for this command, so no UI links (it stops with the "
+                  "command); for a lasting UI: `make prefect-server`, then export "
+                  "PREFECT_API_URL=http://127.0.0.1:4200/api", file=sys.stderr)
+            with temporary_settings({PREFECT_API_URL: api_url, PREFECT_UI_URL: ""}):
                 try:
                     yield api_url
                 finally:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from tasks.common.config import ConfigError, validate
 from tasks.common.errors import InputError
 from tasks.llm.curtail import policy as policy_module
+from tasks.llm.curtail.analysis import day_figures, start_days, trace_floor
 from tasks.llm.curtail.availability import (
     AVAILABLE,
     OFF,
@@ -18,6 +21,7 @@ from tasks.llm.curtail.availability import (
     STATES,
     reactive_timeline,
 )
+from tasks.llm.curtail.bench import forecast_vs_reactive
 from tasks.llm.curtail.config import CurtailConfig, SiteConfig
 from tasks.llm.curtail.energy import (
     Steps,
@@ -28,6 +32,7 @@ from tasks.llm.curtail.energy import (
     measured_cpu_energy,
     read_rapl,
 )
+from tasks.llm.curtail.iid_windows import IidWindows
 from tasks.llm.curtail.policy import LookAheadError, PastView, make_policy
 from tasks.llm.curtail.schedule import centralised, plan
 from tasks.llm.curtail.timeline import plot_bpb_vs_carbon, plot_timeline
@@ -38,6 +43,7 @@ from tasks.llm.curtail.traces import (
     site_traces,
     to_kg_per_kwh,
 )
+from tasks.llm.data import TokenStreamSource
 
 
 def seconds_trace(values, step: float) -> pd.Series:
@@ -323,3 +329,59 @@ def test_figures_are_png_files(tmp_path):
     for path in (plot_timeline(tmp_path / "timeline.png", schedule, traces, cfg, loss=[(600, 3.0), (2400, 2.5)]),
                  plot_bpb_vs_carbon(tmp_path / "bpb.png", {"reactive": [(0.1, 2.0), (0.3, 1.5)]})):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the bench: start days, the trace's floor, IID windows -------------------------------------------------------
+
+
+def test_the_floor_is_the_mean_mci_inside_windows_over_the_mean_mci():
+    trace = seconds_trace([.1, .5, .1, .5, .3, .3], 300)  # inside (strictly below 0.3): 0.1; mean 1.8 / 6 = 0.3
+    floor = trace_floor(config(), {"a": trace})["a"]
+    assert floor["floor"] == pytest.approx(0.1 / 0.3, abs=1e-4)
+    assert floor["share_of_time_in_windows"] == pytest.approx(1 / 3, abs=1e-4)
+
+
+def test_start_days_spread_to_the_last_that_fits_and_each_is_planned_from_its_own_start():
+    day = seconds_trace(to_kg_per_kwh(generated_trace(days=6, step=900, noise=20), "g_per_kwh").to_numpy(), 900)
+    traces = {"a": day, "b": shifted(day, 8).rename("b")}
+    cfg = config(("a", "b"), start_s=86400.0, target_site_steps=1000,
+                 forecast={"model": "last_day", "history_hours": 24})
+    days = start_days(cfg, traces, count=3)
+    starts = list(days)
+    assert starts == [86400.0, 3 * 86400.0, 4 * 86400.0]  # days 1-4 fit: the first, the middle, the last
+    with pytest.raises(InputError, match="the traces end"):
+        day_figures(cfg, traces, starts[-1] + 86400)  # the day after the last one does not fit
+    for start, figures in days.items():
+        kg = account(plan(traces, cfg, 1000, policy="reactive", start_s=start), traces, cfg).totals()["kg_co2"]
+        central = account(plan({"a": day}, cfg, 1000, policy="always", start_s=start), traces, cfg).totals()["kg_co2"]
+        assert figures["reactive"]["kg_co2"] == pytest.approx(kg)
+        assert figures["centralised"]["a"] == pytest.approx(central)
+
+
+def test_forecast_against_reactive_names_what_it_lowers_and_says_when_it_lowers_neither():
+    spread = {"median": 1.2, "min": 1.0, "max": 1.5}
+    worse = forecast_vs_reactive({"kg_co2": 11.0, "idle_kwh": 3.0}, {"kg_co2": 10.0, "idle_kwh": 1.0},
+                                 {"kg_co2_ratio": spread, "idle_kwh_ratio": spread})
+    assert worse["wins"] == [] and worse["trained_day"] == {"kg_co2_ratio": 1.1, "idle_kwh_ratio": 3.0, "wins": []}
+    idle = forecast_vs_reactive({"kg_co2": 11.0, "idle_kwh": 0.5}, {"kg_co2": 10.0, "idle_kwh": 1.0},
+                                {"kg_co2_ratio": spread, "idle_kwh_ratio": {**spread, "median": 0.8}})
+    assert idle["wins"] == ["idle_kwh"] and idle["trained_day"]["wins"] == ["idle_kwh"]
+
+
+def test_iid_windows_deal_every_window_of_the_corpus_once_to_disjoint_ranks_and_resume():
+    tokens = np.arange(8 * 30 + 1, dtype=np.uint16)  # 30 windows of 2 x 4 tokens (+1)
+    source = IidWindows.of(TokenStreamSource(2, 4, arrays={"train": tokens, "val": tokens}), seed=3)
+    firsts = {}
+    for rank in range(3):
+        stream = source.batches(rank, 3)
+        for _ in range(10):
+            x, y, _ = next(stream)
+            assert torch.equal(y.flatten()[:-1], x.flatten()[1:])  # targets are the next tokens
+            firsts.setdefault(rank, []).append(int(x[0, 0]) // 8)
+    assert sorted(w for ws in firsts.values() for w in ws) == list(range(30))  # disjoint, all of the corpus
+    alone = [int(x[0, 0]) // 8 for x, _, _ in itertools.islice(source.batches(0, 1), 30)]
+    assert sorted(alone) == list(range(30)) and alone != list(range(30))  # shuffled, not read in order
+    stream = source.batches(1, 3)
+    for _ in range(4):
+        _, _, position = next(stream)
+    assert torch.equal(next(source.batches(1, 3, position))[0], next(stream)[0])

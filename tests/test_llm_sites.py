@@ -1,4 +1,6 @@
-"""Training across sites: links, the wire, the outer step, joins, kill -9 of a worker, resume with other sites."""
+"""Training across sites: links, the wire, the outer step, joins, kill -9 of a worker, resume with other sites.
+
+One Ray runtime serves the module (its start costs seconds)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,24 @@ from tasks.common.errors import InputError
 from tasks.llm.config import LinkConfig, SiteConfig
 from tasks.llm.device import resolve_device
 from tasks.llm.diloco import OuterState, weighted_mean
-from tasks.llm.link import Link
+from tasks.llm.link import Link, TransferLog, ring_allreduce
 from tasks.llm.train import run_training
 from tasks.llm.wire import Encoder, decode, encode
 
 LINK = {"bandwidth_mbps": 40.0, "latency_ms": 20.0}
+N_PARAMS = 2 * 256 * 64 + 12 * 64 * 64  # tiny_cfg's GPT on bytes: embedding + head, then 4 d^2 attention + 8 d^2 MLP
+PER_STEP = 4 * 32  # tokens per step per site
+
+
+@pytest.fixture(scope="module")
+def ray_module():
+    import ray
+
+    from tasks.common.ray_runtime import ensure_ray
+
+    ensure_ray()
+    yield ray
+    ray.shutdown()
 
 
 class Clock:
@@ -51,6 +66,22 @@ def test_a_transfer_is_padded_to_bytes_over_bandwidth_plus_latency(monkeypatch):
     assert link.stats.seconds == pytest.approx(0.13 + 0.5)
     Link(LinkConfig()).pace(clock.now, 10**9, "send")  # not emulated: never waits
     assert len(clock.slept) == 1 and Link(LinkConfig()).min_seconds(10**9) == 0.0
+    assert link.min_seconds(100_000, hops=3) == pytest.approx(0.1 + 3 * 0.03)
+
+
+def test_a_ring_all_reduce_charges_each_site_2_n_minus_1_over_n_and_the_link_model_is_checked():
+    assert ring_allreduce(3000, 3) == (4000, 2)  # reduce-scatter + all-gather: 2(n-1) chunks of B/n, n-1 hops each way
+    assert ring_allreduce(3000, 2) == (3000, 1)  # two sites: what the star through the hub charged
+    assert ring_allreduce(3000, 1) == (0, 0)  # a site alone all-reduces with nobody
+    log = TransferLog()
+    log.add(0.1, 10.0, 10.11)
+    log.add(0.2, 20.0, 20.19)
+    log.add(0.1, 30.0, 30.15)
+    log.add(0.0, 40.0, 47.0)  # an unemulated link has no model to be wrong about
+    out = log.summary()
+    assert out["link_model_transfers"] == 3
+    assert out["link_model_median_error"] == pytest.approx(0.1) and out["link_model_max_error"] == pytest.approx(0.5)
+    assert TransferLog().summary()["link_model_median_error"] is None
 
 
 def test_int8_packets_are_four_times_smaller_and_error_feedback_does_not_drift():
@@ -92,24 +123,25 @@ def test_outer_step_is_token_weighted_nesterov_and_sites_can_mirror_it_exactly()
         assert torch.equal(site, hub.params.detach())
 
 
-def test_a_joining_worker_starts_from_the_global_parameters_with_fresh_inner_state(ray_local):
+def test_a_joining_worker_starts_from_the_global_parameters_with_fresh_inner_state(ray_module):
     from tasks.llm.site_worker import SiteWorker
 
     site = SiteConfig(name="late", link=LinkConfig(**LINK))
     worker = SiteWorker(tiny_cfg(mode="diloco"), byte_source(), site, 0, 0, 1, "cpu", None)
     worker.start(None, 1, None)
     first = worker.train_round({"steps": 2, "lr_step": 0, "send": True})
-    assert len(first["losses"]) == 2 and first["tokens"] == 2 * 4 * 32 and first["packet"].nbytes == 4 * first["packet"].numel
+    assert len(first["losses"]) == 2 and first["tokens"] == 2 * PER_STEP and first["packet"].nbytes == 4 * N_PARAMS
+    assert worker.link.stats.bytes_sent == 4 * N_PARAMS
     assert any(opt.state for opt in worker.optimizers)
-    global_params = torch.randn(first["packet"].numel)
+    global_params = torch.randn(N_PARAMS)
     worker.train_round({"steps": 0, "lr_step": 2, "send": False, "fresh_inner": True,
-                        "params": [ray_local.put(encode(global_params, "fp32"))]})
+                        "params": [ray_module.put(encode(global_params, "fp32"))]})
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in worker.params]), global_params)
     assert not any(opt.state for opt in worker.optimizers)
     assert worker.link.stats.bytes_received == 4 * global_params.numel()
 
 
-def test_diloco_survives_kill_9_takes_a_joiner_and_resumes_with_other_sites(tmp_path, mlflow_store, ray_local):
+def test_diloco_survives_kill_9_takes_a_joiner_and_resumes_with_other_sites(tmp_path, mlflow_store, ray_module):
     """Sites a and b from the start, c from round 2; b's worker process gets SIGKILL in round 2 of 5."""
     import mlflow
 
@@ -141,13 +173,31 @@ def test_diloco_survives_kill_9_takes_a_joiner_and_resumes_with_other_sites(tmp_
     assert r["sites"]["d"]["bytes_received"] == 2 * 4 * n  # the global parameters, then one update
 
 
-def test_ddp_across_sites_goes_on_without_a_killed_site(tmp_path, mlflow_store, ray_local):
-    cfg = tiny_cfg(mode="ddp", sites=[{"name": "a"}, {"name": "b"}], steps=6, eval_every=0, checkpoint_every=0,
-                   kill=[{"site": "b", "round": 2}])
+def test_ddp_across_sites_goes_on_without_a_killed_site_and_its_replicas_stay_identical(tmp_path, mlflow_store,
+                                                                                         ray_module):
+    """Three sites pay a ring all-reduce; b is killed in round 2 of 4. Then a resume with a new site d, and c killed
+    and back a round later: both start without optimizer state of their own, and must end identical to the rest."""
+    cfg = tiny_cfg(mode="ddp", sites=[{"name": "a"}, {"name": "b"}, {"name": "c"}], steps=4, eval_every=0,
+                   checkpoint_every=0, register_model=False, kill=[{"site": "b", "round": 2}])
     s = run_training(cfg, byte_source(), out_dir=tmp_path / "ddp")
-    assert s["sync_rounds"] == 6 and len(s["history"]) == 6
-    assert s["dropped"][0]["site"] == "b" and s["dropped"][0]["round"] == 2
-    assert s["sites"]["a"]["tokens"] == 6 * 4 * 32 and s["sites"]["b"]["tokens"] == 2 * 4 * 32
+    assert s["sync_rounds"] == 4 and len(s["history"]) == 4
+    assert s["dropped"] == [{"site": "b", "round": 2, "reason": "its worker process died", "missed": [3]}]
+    assert s["sites"]["a"]["tokens"] == 4 * PER_STEP and s["sites"]["b"]["tokens"] == 2 * PER_STEP
+    assert s["ddp_replicas_identical"] is True  # the survivors a and c hold bit-identical parameters
+    grad = 4 * N_PARAMS  # rounds 0-2 all-reduce over 3 sites (2 * 2/3 * B each way), round 3 over the 2 left (B)
+    three, two = 2 * 2 * grad // 3, grad
+    a = s["sites"]["a"]
+    assert (a["bytes_sent"], a["bytes_received"]) == (3 * three + two, 2 * three + 2 * two)
+    assert s["link_model_transfers"] == 0  # unemulated links: nothing to check the model against
+
+    sites = [{"name": "a"}, {"name": "c", "rejoin_after": 1}, {"name": "d"}]
+    more = tiny_cfg(mode="ddp", sites=sites, steps=7, eval_every=0, checkpoint_every=0, register_model=False,
+                    resume=True, kill=[{"site": "c", "round": 4}])
+    r = run_training(more, byte_source(), out_dir=tmp_path / "ddp")
+    assert len(r["history"]) == 7 and r["history"][:4] == s["history"]
+    assert [row["c"] for row in r["timeline"][4:]] == ["failed", "synced", "synced"]
+    assert r["sites"]["c"]["rejoined_rounds"] == [5] and r["sites"]["d"]["tokens"] == 3 * PER_STEP
+    assert r["ddp_replicas_identical"] is True
 
 
 def test_sites_config_and_devices():
@@ -168,8 +218,13 @@ def test_sites_config_and_devices():
         tiny_cfg(mode="diloco", sites=[{"name": "a"}, {"name": "a"}])
     with pytest.raises(ValueError, match="no worker 0 at site 'z'"):
         tiny_cfg(mode="diloco", sites=[{"name": "a"}], kill=[{"site": "z", "round": 1}])
+
+
+def test_devices():
+    assert resolve_device("cpu") == "cpu"
     if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
-    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+        assert resolve_device("auto") == "cuda"
+        return
+    assert resolve_device("auto") == "cpu"
     with pytest.raises(InputError, match="device: cuda, but no GPU is visible"):
         run_training(tiny_cfg(device="cuda"), byte_source())

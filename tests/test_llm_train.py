@@ -198,7 +198,9 @@ def test_precision_follows_the_hardware(shared_data, tmp_path, mlflow_store, mon
     try:
         s = run_training(tiny_cfg(steps=2, precision="auto", optim={"kind": "muon"}), byte_source(shared_data),
                          out_dir=tmp_path / "run")
-        assert s["precision"] == "fp32" and 0 < s["mfu"] <= 1
+        achieved = s["flops_per_token"] * s["tokens_per_s"] / s["workers"]
+        assert s["precision"] == "fp32" and s["matmul_peak_flops"] > 0
+        assert s["mfu"] == pytest.approx(min(1.0, achieved / s["matmul_peak_flops"]))  # rate x FLOPs vs the fp32 peak
         run = mlflow.get_run(s["mlflow_run_id"])
         assert run.data.tags["precision"] == "fp32" and run.data.tags["cpu"] == precision.cpu_model()
         monkeypatch.setenv("SEEDFLOW_FAST_BF16", "1")
@@ -206,6 +208,28 @@ def test_precision_follows_the_hardware(shared_data, tmp_path, mlflow_store, mon
         assert precision.resolve_precision("auto") == "bf16" and precision.resolve_precision("fp32") == "fp32"
     finally:
         precision.fast_bf16.cache_clear()
+
+
+CPUINFO = {  # the flags lines of /proc/cpuinfo on the processors this project's machines have been seen with
+    "intel_amx": "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8481C\nflags\t\t: fpu sse2 avx2 avx512f "
+                 "avx512_bf16 amx_bf16 amx_tile amx_int8\n",
+    "amd_zen4": "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n",
+    "amd_avx2": "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 fma avx avx2 f16c\n",
+    "aarch64": "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 bf16\n",
+}
+
+
+@pytest.mark.parametrize("cpu, machine, verdict", [
+    ("intel_amx", "x86_64", True), ("amd_zen4", "x86_64", True), ("amd_avx2", "x86_64", False),
+    ("aarch64", "aarch64", None),  # Arm's flags do not say how fast bf16 is: timed instead
+])
+def test_precision_follows_the_cpu_flags(cpu, machine, verdict):
+    from tasks.common.precision import bf16_by_flags, flags_in
+
+    flags = flags_in(CPUINFO[cpu])
+    assert flags is not None and "avx2" in flags if machine == "x86_64" else "asimd" in flags
+    assert bf16_by_flags(flags, machine) is verdict
+    assert bf16_by_flags(None, "x86_64") is None  # no /proc/cpuinfo: timed
 
 
 def test_checkpoint_and_init_from_it(shared_data, tmp_path, mlflow_store):

@@ -88,13 +88,18 @@ def test_off_builds_nothing_and_an_idle_guard_changes_no_bit(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(weights(armed), weights(plain)))
 
 
-@pytest.mark.parametrize("kind, fault, reason", [
+@pytest.mark.parametrize("kind, fault, reason, moved", [
     # 0 -> 32 in the gradient of a ReLU-masked MLP output: a finite fault (grad norm ~300) that only the Muon
     # matrices' stand-in statistic (momentum before orthogonalisation) catches
-    ("muon", {"layer": "transformer.h.0.mlp.c_fc", "bits": [30, 25], "stage": "backward"}, "muon R"),
-    ("adamw", {"layer": "transformer.h.0.mlp.c_proj", "bits": [30], "stage": "forward"}, "grad norm nan"),
+    ("muon", {"layer": "transformer.h.0.mlp.c_fc", "bits": [30, 25], "stage": "backward"}, "muon R", 0.05),
+    ("adamw", {"layer": "transformer.h.0.mlp.c_proj", "bits": [30], "stage": "forward"}, "grad norm nan", 0.05),
+    # an input element of the MLP's first matmul x 2^128: its output row overflows after the ReLU^2
+    ("muon", {"layer": "transformer.h.0.mlp.c_fc", "bits": [30], "stage": "input"}, "grad norm nan", 0.05),
+    # a momentum element of the MLP's first matrix x 2^128, finite: Muon's statistic jumps (the update's direction
+    # is taken over for the rest of the run); the recompute reads the state again without the fault
+    ("muon", {"layer": "transformer.h.0.mlp.c_fc", "bits": [30], "stage": "optimizer"}, "muon R", 0.01),
 ])
-def test_guard_flags_a_harmful_fault_and_the_recompute_restores_the_step(tmp_path, kind, fault, reason):
+def test_guard_flags_a_harmful_fault_and_the_recompute_restores_the_step(tmp_path, kind, fault, reason, moved):
     optim, inject = {"kind": kind}, {**HARMFUL, **fault}
     clean = train(tmp_path, "clean", optim=optim)
     hit = train(tmp_path, "hit", optim=optim, sdc={"inject": inject})
@@ -102,7 +107,7 @@ def test_guard_flags_a_harmful_fault_and_the_recompute_restores_the_step(tmp_pat
 
     assert [e["step"] for e in events(hit, "fault")] == [12]
     a, b = torch.cat([w.flatten() for w in weights(hit)]), torch.cat([w.flatten() for w in weights(clean)])
-    assert not (a - b).norm() < 0.05 * b.norm()  # unguarded the fault moved the weights for good (or to NaN)
+    assert not (a - b).norm() < moved * b.norm()  # unguarded the fault moved the weights for good (or to NaN)
 
     assert [(e["step"], e["event"]) for e in guarded["sdc_events"]] == [(12, "fault"), (12, "flag"), (12, "recompute")]
     assert events(guarded, "flag")[0]["detail"].startswith(reason)

@@ -31,7 +31,9 @@ class CloudConfig(StrictModel):
     max_runs: int = Field(10, ge=2, description="profiling runs per search")
     noise_std: float = Field(0.1, ge=0, description="N(0, s) added to observed log runtime and log cost")
     timeout_s: float = Field(7200, gt=0, description="a run that did not complete is modelled as running this long")
-    shared_runs: int = Field(69, ge=2, description="runs each collaborator shares of a job (the study's repository; Scout has 69)")
+    shared_runs: int | Literal["all"] = Field(
+        10, description="runs each collaborator shares of its job: those of its own CherryPick search of this many "
+                        "evaluations (the study's protocol), or `all` of the job's runs (an upper bound)")
     cherrypick_initial_runs: int = Field(3, ge=1)
     pareto_methods: list[str] = Field(default_factory=list, description="the Pareto (cost, runtime) variant; empty: off")
     pareto_repetitions: int = Field(1, ge=1)
@@ -44,6 +46,13 @@ class CloudConfig(StrictModel):
     @classmethod
     def known_methods(cls, methods: list[str]) -> list[str]:
         return check_known_models(methods, METHODS)
+
+    @field_validator("shared_runs", mode="before")
+    @classmethod
+    def runs_or_all(cls, value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            return value
+        raise ValueError(f"must be a number of runs >= 2 or `all`, got {value!r}")
 
     @field_validator("percentiles")
     @classmethod

@@ -1,5 +1,5 @@
 """Inputs of the study: the runs table (real or generated), the candidate space, the chosen jobs,
-the repository collaborators shared, and the searches to run. Checked before anything starts.
+and the searches to run. Checked before anything starts.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 from tasks.cloud.config import CloudConfig
 from tasks.cloud.problem import candidate_space, runtime_limit
 from tasks.cloud.runs import CloudError, check_prices, check_runs, load_runs
-from tasks.cloud.study import Search, shared_repository, support_jobs
+from tasks.cloud.study import Search, support_jobs
 from tasks.cloud.synthetic import generated_runs
 from tasks.common.paths import data_dir as find_data_dir
 
@@ -22,7 +22,6 @@ class StudyInputs:
     runs: pd.DataFrame
     space: pd.DataFrame
     jobs: list[str]  # the targets
-    repository: pd.DataFrame  # what every collaborator shared
     source: str
 
 
@@ -50,7 +49,7 @@ def check_inputs(cfg: CloudConfig, data_dir: str | None) -> StudyInputs:
         if lonely:
             raise CloudError(f"karasu.support={cfg.karasu.support} leaves {lonely[0]} without collaborators' runs; "
                              "use karasu.support=similar")
-    return StudyInputs(runs, candidate_space(runs), chosen, shared_repository(runs, cfg), source)
+    return StudyInputs(runs, candidate_space(runs), chosen, source)
 
 
 def searches(cfg: CloudConfig, jobs: list[str]) -> list[Search]:

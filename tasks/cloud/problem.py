@@ -74,11 +74,15 @@ class Truth:
     def optimum(self) -> float:
         return float(self.cost[self.feasible].min())
 
-    def best_found(self, profiled: list[int]) -> float:
-        """Cheapest truly feasible run among those profiled; the priciest feasible one until one is found
-        (the fallback a user without a good configuration would pay)."""
+    @property
+    def fallback(self) -> float:
+        """The priciest feasible configuration: a penalty for a search that has found none yet."""
+        return float(self.cost[self.feasible].max())
+
+    def best_found(self, profiled: list[int]) -> float | None:
+        """Cheapest truly feasible run among those profiled; None until one is found."""
         found = [self.cost[i] for i in profiled if self.feasible[i]]
-        return float(min(found)) if found else float(self.cost[self.feasible].max())
+        return float(min(found)) if found else None
 
     def hypervolume_ratio(self, profiled: list[int]) -> float:
         """Hypervolume of the completed profiled runs in (log cost, log runtime), minimised, over that of

@@ -10,11 +10,19 @@ import pandas as pd
 import torch
 
 from tasks.cloud.config import CloudConfig
-from tasks.cloud.models import DTYPE
+from tasks.cloud.models import DTYPE, Ensemble
 from tasks.cloud.problem import Observation, Problem, candidate_space, feature_matrix
 from tasks.cloud.runs import CloudError
-from tasks.cloud.search import COST, RUNTIME, Context, karasu_model, karasu_next
-from tasks.cloud.study import fit_support, stable_seed, support_jobs
+from tasks.cloud.search import (
+    COST,
+    RUNTIME,
+    Context,
+    SupportModel,
+    constrained_nei_next,
+    karasu_model,
+    observed,
+)
+from tasks.cloud.study import stable_seed, support_jobs
 
 
 def check_request(job: str, max_runtime_s: float) -> None:
@@ -35,7 +43,8 @@ def recommend(job: str, own: pd.DataFrame, shared: pd.DataFrame, max_runtime_s: 
     obs = _observations(own, space, cfg.timeout_s)
     others = shared[shared["job"] != job]
     jobs = support_jobs(job, sorted(others["job"].unique()), cfg.karasu.support)
-    supports = [fit_support(others[others["job"] == j], space, cfg) for j in jobs]
+    supports = [SupportModel.fit(j, *observed(problem, _observations(others[others["job"] == j], space, cfg.timeout_s)))
+                for j in jobs]
     seed = stable_seed(cfg.seed, job, len(obs))
     out = {"job": job, "max_runtime_s": max_runtime_s, "profiled": len(obs), "collaborators_jobs": len(supports),
            "best_so_far": _best(obs, problem)}
@@ -45,8 +54,13 @@ def recommend(job: str, own: pd.DataFrame, shared: pd.DataFrame, max_runtime_s: 
         index = _first_unprofiled(np.random.default_rng(seed).permutation(len(space)), obs)
         return {**out, "next": {"config": problem.describe(index), "why": "initial design: too few runs to model yet"}}
     ctx = Context(cfg, supports, seed)
-    index = karasu_next(problem, obs, ctx) if obs else _first_unprofiled(np.argsort(-_prior_score(problem, ctx)), obs)
-    return {**out, "next": {"config": problem.describe(index), **_prediction(problem, obs, ctx, index)}}
+    if not obs:
+        index = _first_unprofiled(np.argsort(-_prior_score(problem, ctx)), obs)
+        return {**out, "next": {"config": problem.describe(index),
+                                "why": "collaborators' models: cheapest configuration they expect to meet the limit"}}
+    model = karasu_model(problem, obs, ctx)  # fits your GPs once you have enough runs: never under no_grad
+    index = constrained_nei_next(model, problem, obs, ctx)
+    return {**out, "next": {"config": problem.describe(index), **_prediction(model, problem, index)}}
 
 
 def _observations(own: pd.DataFrame, space: pd.DataFrame, timeout_s: float) -> list[Observation]:
@@ -81,12 +95,10 @@ def _prior_score(problem: Problem, ctx: Context) -> np.ndarray:
     return (-cost - 10.0 * (runtime > problem.log_limit)).numpy()
 
 
-def _prediction(problem: Problem, obs: list[Observation], ctx: Context, index: int) -> dict:
-    if not obs:
-        return {"why": "collaborators' models: cheapest configuration they expect to meet the limit"}
+def _prediction(model: Ensemble, problem: Problem, index: int) -> dict:
     X = torch.tensor(problem.X[index:index + 1], dtype=DTYPE)
     with torch.no_grad():
-        post = karasu_model(problem, obs, ctx).posterior(X)
+        post = model.posterior(X)
     mean, std = post.mean.squeeze(0).squeeze(0), post.variance.sqrt().squeeze(0).squeeze(0)
     p_ok = 0.5 * (1 + math.erf((problem.log_limit - float(mean[RUNTIME])) / (float(std[RUNTIME]) * math.sqrt(2) + 1e-12)))
     return {"expected_runtime_s": round(math.exp(float(mean[RUNTIME])), 1),

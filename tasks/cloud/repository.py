@@ -39,11 +39,26 @@ def price_list(cfg: CloudConfig, given: str | None, data_dir: str | None) -> pd.
     return read_prices(Path(folder) / cfg.prices_file)
 
 
-def own_runs(job: str, observed: str | None, shared: pd.DataFrame, prices: pd.DataFrame) -> pd.DataFrame:
-    """A user's runs of `job`: the `observed` file's, then their contributions in the repository."""
-    mine = check_runs(read_table(observed, "runs table"), prices, observed) if observed else shared.iloc[:0]
+def own_runs(job: str, observed: str | None, shared: pd.DataFrame, prices: pd.DataFrame
+             ) -> tuple[pd.DataFrame, dict | None]:
+    """A user's runs of `job`: the `observed` file's (they win over the repository's), then their
+    contributions in the repository; and, for a file, which of its runs were used."""
+    mine, used = _observed_runs(job, observed, prices) if observed else (shared.iloc[:0], None)
     both = pd.concat([mine, shared[shared["job"] == job]], ignore_index=True)
-    return both[both["job"] == job].drop_duplicates(["vm_type", "nodes"])
+    return both.drop_duplicates(["vm_type", "nodes"]), used
+
+
+def _observed_runs(job: str, path: str, prices: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    runs = check_runs(read_table(path, "runs table"), prices, path)
+    if runs.empty:
+        raise CloudError(f"--observed {path} holds no runs: add your runs of {job} below its header, or leave "
+                         "--observed out to start from scratch")
+    mine = runs[runs["job"] == job]
+    others = runs.loc[runs["job"] != job, "job"].value_counts().sort_index()
+    if mine.empty:
+        raise CloudError(f"--observed {path} holds no runs of {job} (only of {', '.join(others.index)}): pass your "
+                         f"runs of {job}, or set --workload to the job they are of")
+    return mine, {"file": str(path), "runs_used": len(mine), "runs_of_other_jobs_ignored": others.to_dict()}
 
 
 def contribute(runs_path: str | Path, user: str, folder: str | Path, prices: pd.DataFrame) -> Path:
@@ -51,6 +66,9 @@ def contribute(runs_path: str | Path, user: str, folder: str | Path, prices: pd.
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", user):
         raise CloudError(f"user name {user!r} must be letters, digits, '.', '_' or '-' (it names the file)")
     runs = check_runs(read_table(runs_path, "runs table"), prices, str(runs_path))[RUN_COLUMNS]
+    if runs.empty:
+        raise CloudError(f"runs table {runs_path} holds no runs, so there is nothing to contribute: add your "
+                         "profiling runs below its header")
     digest = hashlib.sha256(pd.util.hash_pandas_object(runs, index=False).to_numpy().tobytes()).hexdigest()[:12]
     target = Path(folder) / f"{user}-{digest}.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)

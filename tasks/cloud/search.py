@@ -47,7 +47,9 @@ class SupportModel:
     outputs: tuple  # one single-output SingleTaskGP view per objective, in RUNTIME, COST order
 
     @classmethod
-    def of(cls, job: str, model) -> SupportModel:
+    def fit(cls, job: str, X: torch.Tensor, Y: torch.Tensor) -> SupportModel:
+        """GPs on a collaborator's runs of `job`: features (n, d), outcomes (n, 2: log runtime, log cost)."""
+        model = fit_gp(X, Y)
         return cls(job, tuple(model.models[i] for i in (RUNTIME, COST)))
 
 
@@ -69,9 +71,10 @@ def best_feasible_cost(obs: list[Observation], log_limit: float) -> float | None
     return min(costs) if costs else None
 
 
-def run_search(method: str, problem: Problem, oracle: Oracle, ctx: Context, objective: str = "constrained"
-               ) -> list[Observation]:
-    """`objective` constrained: cheapest run meeting the runtime limit; pareto: the cost-runtime front."""
+def run_search(method: str, problem: Problem, oracle: Oracle, ctx: Context, objective: str = "constrained",
+               runs: int | None = None) -> list[Observation]:
+    """`objective` constrained: cheapest run meeting the runtime limit; pareto: the cost-runtime front.
+    `runs` profiling runs (default `max_runs`)."""
     rng = np.random.default_rng(ctx.seed)
     order = rng.permutation(len(problem.X))  # random initial designs, and the random search itself
     initial = {"random": ctx.cfg.max_runs, "cherrypick": ctx.cfg.cherrypick_initial_runs,
@@ -80,7 +83,7 @@ def run_search(method: str, problem: Problem, oracle: Oracle, ctx: Context, obje
               ("pareto", "cherrypick"): pareto_cherrypick_next, ("pareto", "karasu"): pareto_karasu_next,
               }.get((objective, method))
     obs: list[Observation] = []
-    budget = min(ctx.cfg.max_runs, len(problem.X))
+    budget = min(runs or ctx.cfg.max_runs, len(problem.X))
     for index in order[:min(initial, budget)]:
         obs.append(oracle.profile(int(index)))
     while len(obs) < budget:
@@ -116,12 +119,11 @@ def karasu_model(problem: Problem, obs: list[Observation], ctx: Context) -> Ense
     posts = {s.job: [latent(view, X) for view in s.outputs] for s in ctx.supports}
     supports = choose_supports(ctx.supports, posts, Y, k.support_k)
     target = fit_gp(X, Y) if len(obs) >= k.target_joins_after or not supports else None
-    loo = loo_samples(target, X, Y, k.ranking_samples, gen) if target is not None else None
     outputs = []
     for output in (RUNTIME, COST):
         y = Y[:, output]
-        weights = rgpe_weights([posts[s.job][output] for s in supports], None if loo is None else loo[output],
-                               y, k.ranking_samples, gen)
+        loo = None if target is None else loo_samples(target.models[output], X, y, k.ranking_samples, gen)
+        weights = rgpe_weights([posts[s.job][output] for s in supports], loo, y, k.ranking_samples, gen)
         members = [Member(s.outputs[output], float(w), shift_to(posts[s.job][output], y))
                    for s, w in zip(supports, weights)]
         if target is not None:
@@ -131,13 +133,17 @@ def karasu_model(problem: Problem, obs: list[Observation], ctx: Context) -> Ense
 
 
 def karasu_next(problem: Problem, obs: list[Observation], ctx: Context) -> int:
+    return constrained_nei_next(karasu_model(problem, obs, ctx), problem, obs, ctx)
+
+
+def constrained_nei_next(model: Ensemble, problem: Problem, obs: list[Observation], ctx: Context) -> int:
     """Noisy EI with the runtime constraint on the ensemble."""
     X, _ = observed(problem, obs)
     limit = problem.log_limit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BotorchWarning)  # no feasible run yet: NEI then values feasibility, as wanted
         acq = qLogNoisyExpectedImprovement(
-            karasu_model(problem, obs, ctx), X_baseline=X, sampler=SobolQMCNormalSampler(torch.Size([128]), seed=ctx.seed),
+            model, X_baseline=X, sampler=SobolQMCNormalSampler(torch.Size([128]), seed=ctx.seed),
             objective=GenericMCObjective(lambda Z, X=None: -Z[..., COST]),
             constraints=[lambda Z: Z[..., RUNTIME] - limit], prune_baseline=False, cache_root=False)
         return _argmax_unprofiled(acq, problem, obs)

@@ -1,5 +1,5 @@
-"""The collaborative-search study: a repository of shared runs, support models fitted on it, and
-searches scored by the cheapest feasible configuration found after each profiling run.
+"""The collaborative-search study: collaborators' support models, fitted on the runs their own searches
+profiled, and searches scored by the cheapest feasible configuration found after each profiling run.
 """
 
 from __future__ import annotations
@@ -12,32 +12,28 @@ import pandas as pd
 import torch
 
 from tasks.cloud.config import CloudConfig
-from tasks.cloud.models import DTYPE, fit_gp
-from tasks.cloud.problem import Truth, feature_matrix, make_problem
-from tasks.cloud.search import Context, SupportModel, run_search
+from tasks.cloud.problem import Truth, make_problem
+from tasks.cloud.search import Context, SupportModel, observed, run_search
 
 
 def stable_seed(*parts) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
-def shared_repository(runs: pd.DataFrame, cfg: CloudConfig) -> pd.DataFrame:
-    """What collaborators shared: `shared_runs` runs of each job, drawn once per study seed."""
-    picks = [job_runs.sample(min(cfg.shared_runs, len(job_runs)), random_state=stable_seed(cfg.seed, job))
-             for job, job_runs in runs.groupby("job", sort=True)]
-    return pd.concat(picks, ignore_index=True)
-
-
-def fit_support(job_runs: pd.DataFrame, space: pd.DataFrame, cfg: CloudConfig) -> SupportModel:
-    """GPs of log runtime and log cost on one job's shared runs, as observed (noise, failures at the timeout)."""
-    rows = space.merge(job_runs, on=["vm_type", "nodes"], suffixes=("", "_run"))
-    runtime = np.where(rows["completed"], rows["elapsed_time_s"], np.maximum(rows["elapsed_time_s"], cfg.timeout_s))
-    cost = rows["usd_per_hour"].to_numpy() * runtime / 3600.0
-    noise = np.random.default_rng(stable_seed(cfg.seed, "shared", job_runs["job"].iloc[0])).normal(
-        0.0, cfg.noise_std, size=(len(rows), 2))
-    X = torch.tensor(feature_matrix(rows), dtype=DTYPE)
-    Y = torch.tensor(np.column_stack([np.log(runtime), np.log(cost)]) + noise, dtype=DTYPE)
-    return SupportModel.of(job_runs["job"].iloc[0], fit_gp(X, Y))
+def collaborator_support(runs: pd.DataFrame, space: pd.DataFrame, job: str, cfg: CloudConfig) -> SupportModel:
+    """A collaborator's models of `job`, fitted on the runs it shared, as it observed them (noise, failures at
+    the timeout). The study's protocol: the runs of its own CherryPick search of `shared_runs` evaluations,
+    under a runtime limit of its own (one of the study's percentiles), seeded apart from every target
+    search. `shared_runs: all`: every configuration of the job (an upper bound, not the study)."""
+    seed = stable_seed(cfg.seed, "collaborator", job)
+    percentile = cfg.percentiles[np.random.default_rng(seed).integers(len(cfg.percentiles))]
+    problem, oracle, _ = make_problem(runs, space, job, percentile, cfg.timeout_s, cfg.noise_std, seed)
+    if cfg.shared_runs == "all":
+        obs = [oracle.profile(i) for i in range(len(problem.X))]
+    else:
+        torch.manual_seed(seed)
+        obs = run_search("cherrypick", problem, oracle, Context(cfg, [], seed), runs=cfg.shared_runs)
+    return SupportModel.fit(job, *observed(problem, obs))
 
 
 def support_jobs(target: str, jobs: list[str], mode: str) -> list[str]:
@@ -81,10 +77,14 @@ def run_one(search: Search, runs: pd.DataFrame, space: pd.DataFrame, supports: l
 
 
 def score(profiled: list[int], truth: Truth) -> dict:
-    norm = [truth.best_found(profiled[:k]) / truth.optimum for k in range(1, len(profiled) + 1)]
-    within = next((k for k, value in enumerate(norm, 1) if value <= 1.1), len(profiled) + 1)
-    return {"norm_cost": norm, "runs_to_within_10pct": within,
-            "feasible_runs": int(sum(truth.feasible[i] for i in profiled)), "runs": len(profiled)}
+    """At each k: best feasible cost / optimum, undefined (None) until a feasible run is found (as Karasu
+    scores); `norm_cost_penalised` fills those with the priciest feasible configuration instead."""
+    found = [truth.best_found(profiled[:k]) for k in range(1, len(profiled) + 1)]
+    norm = [None if cost is None else cost / truth.optimum for cost in found]
+    within = next((k for k, value in enumerate(norm, 1) if value is not None and value <= 1.1), len(profiled) + 1)
+    return {"norm_cost": norm, "norm_cost_penalised": [truth.fallback / truth.optimum if v is None else v for v in norm],
+            "runs_to_within_10pct": within, "feasible_runs": int(sum(truth.feasible[i] for i in profiled)),
+            "runs": len(profiled)}
 
 
 def pareto_score(profiled: list[int], truth: Truth) -> dict:

@@ -149,10 +149,14 @@ def load_config(
     section: str,
     overrides: Mapping[str, Any] | None = None,
     params_file: str | Path | None = None,
+    named: str | None = None,
 ) -> M:
-    """Validate `params.yaml[section]` (dotted: "llm.pretrain") plus overrides against `model`."""
-    data = apply_overrides(section_of(read_params(params_file), section), overrides or {}, section, model)
-    return validate(model, data, section)
+    """Validate `params.yaml[section]` (dotted: "llm.pretrain") plus overrides against `model`.
+
+    `named`: where the overrides were given, for error messages, when that is another section's key
+    (the curtailment run's `llm.curtail.pretrain` overrides `llm.pretrain`)."""
+    data = apply_overrides(section_of(read_params(params_file), section), overrides or {}, named or section, model)
+    return validate(model, data, named or section)
 
 
 def validate(model: type[M], data: Mapping[str, Any], section: str) -> M:
@@ -161,6 +165,7 @@ def validate(model: type[M], data: Mapping[str, Any], section: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{section}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join([section, *(str(p) for p in err['loc'])])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid parameters: {problems}") from exc

@@ -24,13 +24,25 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 def cpu_flags() -> frozenset[str] | None:
     """The CPU's feature flags from /proc/cpuinfo, or None where there is no such file."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return flags_in(Path("/proc/cpuinfo").read_text())
     except OSError:
         return None
-    for line in text.splitlines():
+
+
+def flags_in(cpuinfo: str) -> frozenset[str] | None:
+    """The feature flags of a /proc/cpuinfo text (x86 `flags`, Arm `Features`); None if it names none."""
+    for line in cpuinfo.splitlines():
         if line.startswith(("flags", "Features")):
             return frozenset(line.partition(":")[2].split())
     return None
+
+
+def bf16_by_flags(flags: frozenset[str] | None, machine: str) -> bool | None:
+    """On x86 the flags decide (AMX or AVX512-BF16: bf16 is native); elsewhere, or without flags,
+    None: they do not tell, so the caller times it."""
+    if flags is None or machine not in ("x86_64", "AMD64", "i686"):
+        return None
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 @functools.cache
@@ -71,10 +83,8 @@ def fast_bf16(device: str = "cpu") -> bool:
         import torch
 
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    flags = cpu_flags()
-    if flags is not None and platform.machine() in ("x86_64", "AMD64", "i686"):
-        return any(flag in flags for flag in BF16_CPU_FLAGS)
-    return _timed_bf16_is_faster()
+    verdict = bf16_by_flags(cpu_flags(), platform.machine())
+    return _timed_bf16_is_faster() if verdict is None else verdict
 
 
 def resolve_precision(requested: str, device: str = "cpu") -> Literal["bf16", "fp32"]:

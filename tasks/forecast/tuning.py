@@ -6,11 +6,11 @@ trial gets one CPU and one torch thread, so trials run side by side on the clust
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.common.paths import project_root
 from tasks.forecast.config import TuneConfig
 from tasks.forecast.models.base import FitContext
 
@@ -45,11 +45,13 @@ def _trainable(config: dict[str, Any], kind: str, train: np.ndarray, ctx: FitCon
 
 
 def tune_deep(
-    kind: str, train_scaled: np.ndarray, ctx: FitContext, cfg: TuneConfig, name: str, fixed: dict[str, Any] | None = None
+    kind: str, train_scaled: np.ndarray, ctx: FitContext, cfg: TuneConfig, name: str, storage: Path,
+    fixed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the best hyper-parameters found for `kind` on this series (scaled training part).
 
-    `fixed` settings (e.g. samples_per_epoch) are passed to every trial unchanged.
+    Ray Tune keeps its trial state in `storage/name` (under the run's out_dir); `fixed` settings
+    (e.g. samples_per_epoch) are passed to every trial unchanged.
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -86,7 +88,7 @@ def tune_deep(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(project_root() / ".cache" / "ray_tune"),
+            storage_path=str(storage),
             verbose=0,
         ),
     )

@@ -63,7 +63,8 @@ class OptimConfig(StrictModel):
     final_lr_frac: float = Field(0.0, ge=0, le=1)
 
 
-BitClass = Literal["sign", "exp_high", "exp_low", "mantissa"]
+BitClass = Literal["sign", "exponent", "exp_high", "exp_low", "mantissa"]
+SdcStage = Literal["forward", "input", "backward", "optimizer"]
 
 
 class SdcInjectConfig(StrictModel):
@@ -74,9 +75,11 @@ class SdcInjectConfig(StrictModel):
     start_step: int = Field(10, ge=1, description="first step that may start an event")
     duration: tuple[int, int] = Field((1, 5), description="an event lasts a uniform [min, max] steps")
     max_events: int = Field(0, ge=0, description="events per run; 0 = no limit, 1 = the study's single-event trials")
-    bit_class: BitClass = Field("exp_high", description="sign | exp_high | exp_low (top / bottom 3 exponent bits) | mantissa")
+    bit_class: BitClass = Field("exp_high", description="sign | exponent (any exponent bit) | exp_high | exp_low "
+                                                        "(top / bottom 3 exponent bits) | mantissa")
     bits: list[int] = Field(default_factory=list, description="bit positions to flip together; [] = one drawn from bit_class")
-    stage: Literal["forward", "backward"] = Field("forward", description="a Linear's output, or the gradient flowing into it")
+    stage: SdcStage = Field("forward", description="a Linear's output | an element of its input as its matmul reads it | "
+                                                   "the gradient flowing into its output | its weight's optimizer state")
     layer: str = Field("", description="a Linear's module name, e.g. transformer.h.0.mlp.c_fc; '' = a random one per event")
     rank: int = Field(0, ge=0, description="the worker whose hardware is faulty")
     persistent: bool = Field(False, description="a stuck unit: the fault hits the recompute of its step too")
@@ -94,12 +97,15 @@ class SdcGuardConfig(StrictModel):
 
     enabled: bool = False
     alpha: float = Field(0.05, gt=0, description="flag when J_t > mu / (alpha * sqrt(dG))")
-    warmup_steps: int = Field(10, ge=3, description="mu is the mean update jump over the guard's first steps; "
-                                                    "the rule applies from this step on")
+    active_from: int = Field(10, ge=2, description="the guard's step from which the rule applies")
+    mean_steps: int = Field(1000, ge=1, description="mu is the running mean of J over the guard's first steps, "
+                                                    "then frozen")
+    on_flag: Literal["recompute", "record"] = Field("recompute", description="recompute a flagged step, or only "
+                                                                            "record the flag and apply the step")
     on_repeat: Literal["skip", "rollback"] = Field("skip", description="a recomputed step flagged again: skip it, "
                                                                        "or roll back to the last checkpoint")
-    outer_ratio: float = Field(2.0, gt=1, description="DiLoCo: a site whose pseudo-gradient norm exceeds this times "
-                                                      "the other sites' median sits the round out")
+    outer_ratio: float = Field(2.0, gt=1, description="DiLoCo: a site whose pseudo-gradient norm per token exceeds "
+                                                      "this times the other sites' median sits the round out")
 
 
 class SdcConfig(StrictModel):
@@ -125,6 +131,8 @@ class SiteConfig(StrictModel):
     link: LinkConfig = LinkConfig()
     join_round: int = Field(0, ge=0, description="the round at whose start the site joins")
     leave_round: int = Field(0, ge=0, description="the round before which the site leaves; 0 = stays to the end")
+    rejoin_after: int = Field(0, ge=0, description="rounds after a drop (death, error, deadline) at whose boundary "
+                                                   "the site restarts with the global parameters; 0 = stays out")
 
 
 def parse_sites(text: str) -> list[dict]:
@@ -209,6 +217,10 @@ class PretrainConfig(StrictModel):
             raise ValueError(f"site names {names} are not unique")
         if self.sites and self.mode == "single":
             raise ValueError("sites need mode ddp or diloco")
+        for site in self.sites:
+            if site.leave_round and site.leave_round <= site.join_round:
+                raise ValueError(f"site {site.name!r} leaves before round {site.leave_round} but joins at round "
+                                 f"{site.join_round}, so it never trains; set leave_round > join_round (or 0: stays)")
         if self.mode == "ddp" and self.on_hub:
             if guard.enabled:
                 raise ValueError("sdc.guard across sites needs mode diloco (DDP ranks guard together in one group)")

@@ -8,6 +8,7 @@ and Parquet shards their `text` column, the layout of public corpora such as Fin
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import random
@@ -60,6 +61,43 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
     if not files:
         raise CorpusError("no corpus paths given")
     return files
+
+
+def check_corpus(paths: Iterable[str | Path], text_field: str = "text") -> list[Path]:
+    """A cheap first pass before any server starts: the files exist, plain text is UTF-8 throughout,
+    and the corpus holds some text. Reading the documents later would find the same faults, but only
+    after Prefect and Ray had started."""
+    files = corpus_files(paths)
+    has_text = False
+    for path in files:
+        suffix = _suffix(path)
+        if suffix in TEXT_SUFFIXES:
+            has_text = _scan_text(path) or has_text
+        elif not has_text:  # JSONL / Parquet: read up to the first non-blank document
+            docs = _read_jsonl(path, text_field) if suffix in JSONL_SUFFIXES else _read_parquet(path, text_field)
+            has_text = any(doc.strip() for doc in docs)
+    if not has_text:
+        raise CorpusError(f"corpus {', '.join(str(p) for p in files)} holds no text (empty or blank); "
+                          "add text or choose other files with --corpus")
+    return files
+
+
+def _scan_text(path: Path) -> bool:
+    """True if the file holds non-blank text; a byte that is not UTF-8 is an error naming its offset."""
+    decoder, offset, has_text = codecs.getincrementaldecoder("utf-8")(), 0, False
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            pending = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise CorpusError(f"corpus file {path} is not UTF-8 text (byte {offset - pending + exc.start} "
+                                  f"cannot be decoded); convert it to UTF-8 or leave it out of --corpus") from None
+            has_text = has_text or bool(text.strip())
+            if not chunk:
+                return has_text
+            offset += len(chunk)
 
 
 def chunk_text(text: str, doc_chars: int) -> Iterator[str]:

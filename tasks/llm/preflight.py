@@ -7,6 +7,7 @@ checks again when started from the Prefect UI (they are cheap).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from tasks.common.errors import InputError
@@ -32,6 +33,7 @@ def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
     from tasks.llm.train import check_out_dir, choose_resume, plan, require_cpp_compiler
 
     steps, _ = plan(cfg, None)
+    check_site_rounds(cfg, steps)
     if cfg.compile and resolve_device(cfg.device) == "cpu":
         require_cpp_compiler()
     check_out_dir(cfg, out_dir)
@@ -39,12 +41,23 @@ def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
         choose_resume(cfg, out_dir, steps, log=log)
 
 
+def check_site_rounds(cfg: PretrainConfig, steps: int) -> None:
+    """Every site joins in a round that exists: DiLoCo has ceil(steps / H) rounds."""
+    rounds = math.ceil(steps / cfg.diloco.inner_steps) if cfg.mode == "diloco" else steps
+    late = [f"{s.name} (join_round {s.join_round})" for s in cfg.sites if s.join_round >= rounds]
+    if late:
+        raise InputError(f"sites {', '.join(late)} join after the last of the run's {rounds} rounds, so they never "
+                         f"train; lower join_round below {rounds} or train longer")
+
+
 def check_pretrain(cfg: PretrainConfig, log=print) -> None:
     from tasks.llm.device import resolve_device
+    from tasks.llm.sdc import check_config as check_sdc
 
     resolve_device(cfg.device)
-    check_tokens(cfg.tokens_dir)
+    check_sdc(cfg)
     check_training(cfg, _absolute(cfg.out_dir).resolve(), log)
+    check_tokens(cfg.tokens_dir)
 
 
 def check_checkpoint(path: str, what: str) -> dict:
@@ -83,13 +96,13 @@ def check_study(study: StudyConfig) -> None:
 
 
 def check_tokenize(cfg: TokenizerConfig, data_dir: str | None) -> None:
-    from tasks.llm.corpus import corpus_files
+    from tasks.llm.corpus import check_corpus
     from tasks.llm.tokenize import GENERATED, resolve_corpus
 
     entries = resolve_corpus(cfg.model_copy(update={"download_shards": 0}), data_dir)
     files = [e for e in entries if e != GENERATED]
     if files:
-        corpus_files(files)
+        check_corpus(files, cfg.text_field)
 
 
 def check_curtail(ccfg, pcfg: PretrainConfig, data_dir: str | None) -> None:

@@ -4,8 +4,10 @@ Every fault, flag, recompute, skip, rollback and DiLoCo exclusion is a row (step
 detail) of its rank's log. Rank 0's rows go to MLflow as per-step counts `sdc_<event>` (in DDP
 every rank acts together, so they are all of them); after the run every rank's rows make
 `sdc_events.csv` in the run folder, an MLflow artifact, and the summary counts the steps with
-each event on any worker (`sdc_<event>_steps`) beside rank 0's `sdc_guard_seconds`. With both
-parts off nothing is built at all.
+each event on any worker (`sdc_<event>_steps`) beside rank 0's `sdc_guard_seconds`, and a guard
+that only records (`on_flag: record`) adds its per-step statistics as `sdc_trace`. With both parts
+off nothing is built at all. `check_config` refuses, before anything starts, an injection that
+could not run as asked.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from tasks.common.atomic import write_text
+from tasks.common.config import ConfigError
+from tasks.common.precision import resolve_precision, torch_dtype
 from tasks.llm.config import PretrainConfig
+from tasks.llm.device import resolve_device
+from tasks.llm.model import GPT, GPTConfig
 from tasks.llm.sdc_guard import StepGuard
-from tasks.llm.sdc_inject import Injector
+from tasks.llm.sdc_inject import Injector, fault_dtype, width
 
 EVENTS = ("fault", "flag", "recompute", "skip", "rollback", "outer_exclude")
 COLUMNS = ("step", "rank", "event", "detail")
@@ -31,12 +38,14 @@ class EventLog:
 
     def __init__(self, rank: int):
         self.rank, self.rows, self.reported, self.seconds = rank, [], 0, 0.0
+        self.trace: list[dict] = []  # a recording guard's statistics of every step
 
     def add(self, step: int, event: str, detail: str = "") -> None:
         self.rows.append({"step": step, "rank": self.rank, "event": event, "detail": detail})
 
     def summary(self) -> dict:
-        return {"sdc_events": self.rows, "sdc_guard_seconds": self.seconds}
+        return {"sdc_events": self.rows, "sdc_guard_seconds": self.seconds, **({"sdc_trace": self.trace} if self.trace
+                                                                                else {})}
 
     def step_metrics(self) -> dict[str, int]:
         """Counts of the rows added since the last call, as MLflow metrics `sdc_<event>`."""
@@ -53,7 +62,7 @@ def attach(model: torch.nn.Module, optimizers: list, cfg: PretrainConfig, rank: 
     if not (inject.enabled or guard.enabled):
         return None, None, None
     log = EventLog(rank)
-    injector = Injector(model, inject, dtype, log.add) if inject.enabled and rank == inject.rank else None
+    injector = Injector(model, optimizers, inject, dtype, log.add) if inject.enabled and rank == inject.rank else None
     step_guard = StepGuard(guard, optimizers, model, cfg.optim.grad_clip, shared, log) if guard.enabled else None
     return log, injector, step_guard
 
@@ -73,3 +82,41 @@ def read_events(out_dir: str | Path) -> list[dict]:
     """The rows of a run's `sdc_events.csv` (step and rank as ints)."""
     with open(Path(out_dir) / "sdc_events.csv", newline="") as f:
         return [{**row, "step": int(row["step"]), "rank": int(row["rank"])} for row in csv.DictReader(f)]
+
+
+def linear_names(cfg: PretrainConfig) -> list[str]:
+    """The Linear layers of the GPT the config trains. Its module names depend on the depth alone, so a 2-wide GPT
+    of that depth has them all (built in milliseconds; on the meta device the first build imports torch's meta
+    kernels, seconds before a one-line error)."""
+    model = GPT(GPTConfig(sequence_len=1, vocab_size=1, n_layer=cfg.depth, n_head=1, n_kv_head=1, n_embd=2))
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _layer_patterns(names: list[str]) -> str:
+    """`transformer.h.<i>.attn.c_q, ... (i = 0..3)` rather than every block's names."""
+    blocks = sorted({int(n.split(".")[2]) for n in names if n.startswith("transformer.h.")})
+    patterns = dict.fromkeys(".".join("<i>" if k == 2 and n.startswith("transformer.h.") else part
+                                      for k, part in enumerate(n.split("."))) for n in names)
+    return f"{', '.join(patterns)} (i = 0..{blocks[-1]})" if blocks else ", ".join(patterns)
+
+
+def check_config(cfg: PretrainConfig) -> None:
+    """An injection that could not run as asked, refused in one line before anything starts: a layer the model
+    does not have, bits outside the width of the element's dtype, optimizer-state faults without any state."""
+    inject = cfg.sdc.inject
+    if inject.bits:
+        dtype = fault_dtype(inject.stage, torch_dtype(resolve_precision(cfg.precision, resolve_device(cfg.device))))
+        n = width(dtype)
+        if any(not 0 <= b < n for b in inject.bits):
+            raise ConfigError(f"sdc.inject.bits {inject.bits} are not bit positions of "
+                              f"{str(dtype).removeprefix('torch.')} (stage {inject.stage}, precision {cfg.precision}): "
+                              f"use bits in 0..{n - 1}, or [] for one drawn from bit_class")
+    if not inject.enabled:
+        return
+    names = linear_names(cfg)
+    if inject.layer and inject.layer not in names:
+        raise ConfigError(f"sdc.inject.layer {inject.layer!r} is not a Linear of the depth-{cfg.depth} GPT; use one of "
+                          f"{_layer_patterns(names)}, or '' for a random one per event")
+    if inject.stage == "optimizer" and cfg.optim.kind == "sgd":
+        raise ConfigError("sdc.inject.stage=optimizer corrupts optimizer state, and optim.kind=sgd keeps none; "
+                          "use optim.kind muon or adamw, or another stage")

@@ -1,10 +1,12 @@
 """The SDC study's detector on the would-be optimizer update, recompute on a flag, DiLoCo's outer rule.
 
 R_t = max over parameter tensors of the RMS of the update the optimizer is about to apply, derived
-from its state and the (clipped) gradients without stepping; J_t = |R_t - R_{t-1}|; mu = the mean
-J over the guard's first `warmup_steps`, then frozen; dG = max(0, |g_t| - |g_{t-1}|) of the
-gradient norm before clipping. A step is flagged when the gradient norm or R is not finite, or,
-from the warm-up's end, when dG > 0 and J_t > mu / (alpha sqrt(dG)).
+from its state and the (clipped) gradients without stepping (Adam's from its raw moment estimates,
+as the study: no bias correction); J_t = |R_t - R_{t-1}|; mu = the running mean of J over the
+guard's first `mean_steps` (1000), then frozen; dG = max(0, |g_t| - |g_{t-1}|) of the gradient norm
+before clipping. A step is flagged when the gradient norm or R is not finite, or, from step
+`active_from` (10), when dG > 0 and J_t > mu / (alpha sqrt(dG)). A flagged step's R and norm never
+enter mu or the next step's differences.
 
 Muon's orthogonalised update has a nearly constant RMS, so its matrices stand in with the update
 before orthogonalisation (the Nesterov momentum Muon is about to orthogonalise, times its lr),
@@ -46,13 +48,10 @@ def _updates(opt: torch.optim.Optimizer, group: dict, params: list[torch.Tensor]
             torch._foreach_add_(updates, [s["momentum_buffer"] for s in state], alpha=b)
         return updates
     if isinstance(opt, torch.optim.AdamW):
-        b1, b2 = group["betas"]
-        t = [float(s["step"]) + 1 if s else 1.0 for s in state]
+        b1, b2 = group["betas"]  # the raw moments m, v after this step's gradient: m / (sqrt(v) + eps)
         m = torch._foreach_lerp([s["exp_avg"] if s else torch.zeros_like(g) for s, g in zip(state, grads)], grads, 1 - b1)
         v = torch._foreach_mul([s["exp_avg_sq"] if s else torch.zeros_like(g) for s, g in zip(state, grads)], b2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-        torch._foreach_div_(m, [1 - b1 ** k for k in t])
-        torch._foreach_div_(v, [1 - b2 ** k for k in t])
         torch._foreach_sqrt_(v)
         torch._foreach_add_(v, group["eps"])
         updates = torch._foreach_div(m, v)
@@ -78,22 +77,26 @@ def update_rms(opt: torch.optim.Optimizer, scale: float) -> float:
 
 
 class JumpDetector:
-    """The rule on one statistic R: its jump against the warm-up's mean jump, the more so the more |g| grew."""
+    """The rule on one statistic R: its jump against the running mean jump mu, the more so the more |g| grew."""
 
-    def __init__(self, alpha: float, warmup: int):
-        self.alpha, self.warmup = alpha, warmup
+    def __init__(self, alpha: float, active_from: int, mean_steps: int):
+        self.alpha, self.active_from, self.mean_steps = alpha, active_from, mean_steps
         self.prev: float | None = None
-        self.jumps: list[float] = []
+        self.jump_sum, self.jumps = 0.0, 0
+
+    @property
+    def mu(self) -> float | None:
+        return self.jump_sum / self.jumps if self.jumps else None
 
     def fires(self, t: int, r: float, grew: float) -> bool:
-        if self.prev is None or t < self.warmup or grew <= 0 or not self.jumps:
+        if self.prev is None or t < self.active_from or grew <= 0 or not self.jumps:
             return False
-        mu = sum(self.jumps) / len(self.jumps)
-        return abs(r - self.prev) > mu / (self.alpha * math.sqrt(grew))
+        return abs(r - self.prev) > self.mu / (self.alpha * math.sqrt(grew))
 
     def accept(self, t: int, r: float) -> None:
-        if self.prev is not None and t < self.warmup:
-            self.jumps.append(abs(r - self.prev))
+        """`r` was the statistic of step `t`, which was applied unflagged."""
+        if self.prev is not None and t <= self.mean_steps:
+            self.jump_sum, self.jumps = self.jump_sum + abs(r - self.prev), self.jumps + 1
         self.prev = r
 
 
@@ -115,19 +118,52 @@ def healthy_sites(norms: list[float], ratio: float) -> list[int]:
     return [i for i in finite if len(finite) < 2 or norms[i] <= ratio * statistics.median(norms[j] for j in finite if j != i)]
 
 
+class UpdateRule:
+    """The study's rule over each optimizer kind's R and the gradient norm: which statistics fire at step t.
+
+    The guard decides with it; the benchmark replays recorded statistics through it at other alphas."""
+
+    def __init__(self, alpha: float, active_from: int, mean_steps: int, kinds: list[str]):
+        self.detectors = {kind: JumpDetector(alpha, active_from, mean_steps) for kind in kinds}
+        self.prev_norm: float | None = None
+
+    def why(self, t: int, norm: float, stats: dict[str, float]) -> str:
+        """Why step t is flagged ('' when it is not)."""
+        if not math.isfinite(norm):
+            return f"grad norm {norm}"
+        grew = max(0.0, norm - self.prev_norm) if self.prev_norm is not None else 0.0
+        fired = [f"{name} R {r:.4g} after {_num(self.detectors[name].prev)}" for name, r in stats.items()
+                 if not math.isfinite(r) or self.detectors[name].fires(t, r, grew)]
+        return f"{', '.join(fired)}; grad norm {norm:.4g} after {_num(self.prev_norm)}" if fired else ""
+
+    def accept(self, t: int, norm: float, stats: dict[str, float]) -> None:
+        for name, r in stats.items():
+            self.detectors[name].accept(t, r)
+        self.prev_norm = norm
+
+    def forget(self) -> None:
+        """The last accepted step is undone (a rollback): the next one has nothing to differ from."""
+        for detector in self.detectors.values():
+            detector.prev = None
+        self.prev_norm = None
+
+
 class StepGuard:
     """Reviews each step's gradients before the optimizers apply them; recomputes a flagged step once.
 
     In DDP (`coordinated`) the flag is all-reduced before the gradients are, so any rank's flag makes
-    every rank recompute, and a recomputed step costs no gradient all-reduce of its corrupted first try."""
+    every rank recompute, and a recomputed step costs no gradient all-reduce of its corrupted first try.
+    With `on_flag: record` a flag is only recorded and the step applied, and every step's statistics
+    go to the log's trace (to calibrate alpha on a model before letting the guard act)."""
 
     def __init__(self, cfg: SdcGuardConfig, optimizers: list[torch.optim.Optimizer], model: nn.Module, grad_clip: float,
                  coordinated: bool, log: EventLog):
         self.cfg, self.optimizers, self.grad_clip, self.coordinated = cfg, optimizers, grad_clip, coordinated
         self.log, self.record = log, log.add
         self.params = list(model.parameters())
-        self.detectors = {type(o).__name__.lower(): JumpDetector(cfg.alpha, cfg.warmup_steps) for o in optimizers}
-        self.t, self.prev_norm, self.rolled_back = 0, None, set()
+        kinds = [type(o).__name__.lower() for o in optimizers]
+        self.rule = UpdateRule(cfg.alpha, cfg.active_from, cfg.mean_steps, kinds)
+        self.t, self.rolled_back = 0, set()
 
     def review(self, step: int, compute: Callable[[], tuple], can_roll_back: bool) -> tuple[str, tuple]:
         """Run `compute` (forward and backward), again if flagged: ("step" | "skip" | "rollback", its result)."""
@@ -135,12 +171,14 @@ class StepGuard:
         result = compute()
         for attempt in range(2):
             flagged, why, norm, stats = self._check()
+            if self.cfg.on_flag == "record":
+                self.log.trace.append({"step": step, "grad_norm": norm, **stats})
             if not flagged:
-                for name, r in stats.items():
-                    self.detectors[name].accept(self.t, r)
-                self.prev_norm = norm
+                self.rule.accept(self.t, norm, stats)
                 return "step", result
             self.record(step, "flag", why or "another worker flagged")
+            if self.cfg.on_flag == "record":
+                return "step", result
             if attempt == 0:
                 self.record(step, "recompute")
                 for p in self.params:
@@ -149,9 +187,7 @@ class StepGuard:
         if self.cfg.on_repeat == "rollback" and can_roll_back and step not in self.rolled_back:
             self.rolled_back.add(step)
             self.record(step, "rollback")
-            for detector in self.detectors.values():  # its last R belongs to a step that is undone
-                detector.prev = None
-            self.prev_norm = None
+            self.rule.forget()
             return "rollback", result
         self.record(step, "skip")
         return "skip", result
@@ -160,16 +196,12 @@ class StepGuard:
         start = time.perf_counter()
         norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]).item()
         stats: dict[str, float] = {}
-        why = f"grad norm {norm}"
         if math.isfinite(norm):
             scale = min(1.0, self.grad_clip / (norm + 1e-6)) if self.grad_clip > 0 else 1.0  # as clip_grad_norm_
             for opt in self.optimizers:
                 name = type(opt).__name__.lower()
                 stats[name] = max(stats.get(name, 0.0), update_rms(opt, scale))
-            grew = max(0.0, norm - self.prev_norm) if self.prev_norm is not None else 0.0
-            fired = [f"{name} R {r:.4g} after {_num(self.detectors[name].prev)}" for name, r in stats.items()
-                     if not math.isfinite(r) or self.detectors[name].fires(self.t, r, grew)]
-            why = f"{', '.join(fired)}; grad norm {norm:.4g} after {_num(self.prev_norm)}" if fired else ""
+        why = self.rule.why(self.t, norm, stats)
         flagged = any_rank(bool(why)) if self.coordinated else bool(why)
         self.log.seconds += time.perf_counter() - start
         return flagged, why, norm, stats

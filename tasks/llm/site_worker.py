@@ -6,12 +6,16 @@ parameters it had (DiLoCo), or an averaged gradient to apply (DDP across sites);
 object-store reference that the worker fetches itself, so the fetch can be timed and paced by
 the site's link. Workers of one site are data-parallel: one torch.distributed group per site
 averages their gradients every step. Only a site's first worker talks to the hub; its link
-stats are the site's.
+stats are the site's. DDP across sites moves its gradients through the hub, but its link is
+charged what a ring all-reduce over the sites would move (tasks/llm/link.py `ring_allreduce`).
+Every reply says how the call's time split into compute and link, and stamps each transfer's
+ends on the wall clock for the hub's check of the link model.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import time
 from dataclasses import asdict
@@ -24,7 +28,7 @@ from tasks.llm.config import PretrainConfig, SiteConfig
 from tasks.llm.data import BatchSource
 from tasks.llm.ddp import CommStats, allreduce_gradients
 from tasks.llm.device import dist_backend
-from tasks.llm.link import Link
+from tasks.llm.link import Link, ring_allreduce
 from tasks.llm.optim import build_optimizers, lr_multiplier, set_lr
 from tasks.llm.sdc import attach as attach_sdc
 from tasks.llm.train import _forward_backward, plan, prepare_model, take_step
@@ -53,7 +57,8 @@ class SiteWorker:
 
     def start(self, dist_url: str | None, threads: int, state: dict | None) -> None:
         """Join the site's group, build the model (seeded: the same initial parameters at every site) and
-        the inner optimizers, restore this worker's optimizer and data state when resuming."""
+        the inner optimizers; restore what `state` holds: optimizer state (resuming, or a DDP replica's copy),
+        data position, error-feedback residual."""
         from tasks.common.precision import resolve_precision, torch_dtype
 
         torch.set_num_threads(threads)
@@ -69,36 +74,39 @@ class SiteWorker:
         self.optimizers = build_optimizers(self.model, cfg.optim, precision)
         self.sdc_log, self.injector, self.guard = attach_sdc(self.model, self.optimizers, cfg, self.data_rank,
                                                              torch_dtype(precision), shared=self.site.workers > 1)
-        position = None
-        if state is not None:
-            for opt, saved in zip(self.optimizers, state["optimizers"]):
-                opt.load_state_dict(saved)
-            position = state["position"]
-        self.position = position
-        self.batches = self.source.batches(self.data_rank, self.data_world, position)
+        state = state or {}
+        for opt, saved in zip(self.optimizers, state.get("optimizers") or []):
+            opt.load_state_dict(saved)
+        self.position = state.get("position")
+        self.encoder.residual = state.get("residual")
+        self.batches = self.source.batches(self.data_rank, self.data_world, self.position)
         self.anchor, self.tokens_since_anchor = flatten(self.params), 0
 
     def train_round(self, msg: dict) -> dict:
         """DiLoCo: take the hub's parameters or update, run `steps` inner steps, send the pseudo-gradient if asked."""
+        began = self._begin()
         self._receive(msg)
-        losses, tokens, start = [], 0, time.perf_counter()
+        losses, tokens = [], 0
         for i in range(msg["steps"]):
             loss, n = self._step(msg["lr_step"] + i)
             losses.append(loss)
             tokens += n
         self.tokens_since_anchor += tokens * self.site.workers
-        reply = {"losses": losses, "tokens": tokens * self.site.workers, "compute_s": time.perf_counter() - start}
+        reply = {"losses": losses, "tokens": tokens * self.site.workers}
         if msg["send"] and self.lead:  # its pseudo-gradient spans every round since its last global parameters
             delta = self.anchor - flatten(self.params)
             reply.update(self._send(self.encoder(delta)), norm=torch.linalg.vector_norm(delta).item(),
                          delta_tokens=self.tokens_since_anchor)
-        return reply
+        return self._reply(reply, began)
 
     def ddp_step(self, msg: dict) -> dict:
-        """DDP across sites: apply the averaged gradient of the last step, then compute this step's gradient."""
+        """DDP across sites: apply the averaged gradient of the last step, then compute this step's gradient.
+
+        `ring` / `grad_ring`: how many sites this step's all-reduce / the last one's spans (what the link pays)."""
+        began = self._begin()
         self._receive(msg)
         if msg.get("grad") is not None:
-            grad = self._fetch(msg["grad"][0])
+            grad = self._fetch(msg["grad"][0], msg.get("sent_at"), msg["grad_ring"])
             for p in self.params:
                 p.grad = torch.zeros_like(p)
             unflatten_into([p.grad for p in self.params], grad)
@@ -108,28 +116,32 @@ class SiteWorker:
                 opt.step()
             self.model.zero_grad(set_to_none=True)
         if not msg["compute"]:
-            return {}
-        start = time.perf_counter()
+            return self._reply({}, began)
         self._set_lr(msg["lr_step"])
         micro = [next(self.batches) for _ in range(self.accum)]
         self.position = micro[-1][2]
         loss, n = _forward_backward(self.model, micro, self.accum, self.autocast, self.device)
         if self.site.workers > 1:
             allreduce_gradients(self.model, self.intra)
-        reply = {"losses": [loss / self.accum], "tokens": n * self.site.workers, "compute_s": time.perf_counter() - start}
+        reply = {"losses": [loss / self.accum], "tokens": n * self.site.workers}
         if self.lead:
-            reply.update(self._send(encode(flatten(p.grad for p in self.params), "fp32")))
-        return reply
+            reply.update(self._send(encode(flatten(p.grad for p in self.params), "fp32"), msg["ring"]))
+        return self._reply(reply, began)
 
     def parameters(self) -> torch.Tensor:
         return flatten(self.params).cpu()
 
     def state(self) -> dict:
-        return {"optimizers": [o.state_dict() for o in self.optimizers], "position": self.position}
+        """What a checkpoint keeps of this worker: inner optimizer state, data position, error-feedback residual."""
+        return {"optimizers": [o.state_dict() for o in self.optimizers], "position": self.position,
+                "residual": self.encoder.residual}
 
     def finish(self) -> dict:
+        """Link counts and SDC events, and a digest of the parameters (DDP replicas must all agree)."""
         events = self.sdc_log.summary() if self.sdc_log is not None else {}
-        return {"link": asdict(self.link.stats), "intra_site_bytes": self.intra.bytes, **events}
+        digest = hashlib.sha256(flatten(self.params).numpy().tobytes()).hexdigest()
+        return {"link": asdict(self.link.stats), "intra_site_bytes": self.intra.bytes, "params_sha256": digest,
+                **events}
 
     def _step(self, step: int) -> tuple[float, int]:
         self._set_lr(step)
@@ -145,30 +157,55 @@ class SiteWorker:
         set_lr(self.optimizers, lr_multiplier(step, self.steps, self.cfg.optim))
 
     def _receive(self, msg: dict) -> None:
-        """Full parameters (with fresh inner optimizer state unless resuming) or an outer update."""
+        """Full parameters (with fresh inner state unless resuming: optimizer state and error-feedback residual,
+        which belonged to parameters this site no longer holds) or an outer update."""
         if msg.get("params") is not None:
-            self.anchor = self._fetch(msg["params"][0])
+            self.anchor = self._fetch(msg["params"][0], msg.get("sent_at"))
             if msg["fresh_inner"]:
                 for opt in self.optimizers:
                     opt.state.clear()
+                self.encoder.residual = None
         elif msg.get("update") is not None:
-            self.anchor = self.anchor + self._fetch(msg["update"][0])
+            self.anchor = self.anchor + self._fetch(msg["update"][0], msg.get("sent_at"))
         else:
             return
         unflatten_into(self.params, self.anchor)
         self.tokens_since_anchor = 0
 
-    def _fetch(self, ref) -> torch.Tensor:
+    def _begin(self) -> float:
+        self.comm_s, self.transfers = 0.0, []
+        return time.perf_counter()
+
+    def _reply(self, reply: dict, began: float) -> dict:
+        """`reply` with the call's compute and link seconds, data position, transfers and link counts so far."""
+        reply.update(compute_s=time.perf_counter() - began - self.comm_s, comm_s=self.comm_s, position=self.position)
+        if self.lead:
+            reply.update(transfers=self.transfers, link=asdict(self.link.stats))
+        return reply
+
+    def _charge(self, nbytes: int, ring: int | None) -> tuple[int, int]:
+        """(bytes, latency hops) the link pays for a message of `nbytes`: itself, or its share of a ring all-reduce."""
+        return (nbytes, 1) if ring is None else ring_allreduce(nbytes, ring)
+
+    def _fetch(self, ref, sent_at: float | None, ring: int | None = None) -> torch.Tensor:
+        """A message from the hub, paced by the site's link; `sent_at` is when the hub dispatched it (wall clock)."""
         import ray
 
         started = time.perf_counter()
         packet: Packet = ray.get(ref)
         if self.lead:
-            self.link.pace(started, packet.nbytes, "receive")
+            nbytes, hops = self._charge(packet.nbytes, ring)
+            self.link.pace(started, nbytes, "receive", hops)
+            self.comm_s += time.perf_counter() - started
+            if sent_at is not None:
+                self.transfers.append({"model_s": self.link.min_seconds(nbytes, hops), "started_at": sent_at,
+                                       "ended_at": time.time()})
         return decode(packet)
 
-    def _send(self, packet: Packet) -> dict:
-        """The site's message to the hub, paced by its link; with the link's counts so far."""
-        started = time.perf_counter()
-        self.link.pace(started, packet.nbytes, "send")
-        return {"packet": packet, "link": asdict(self.link.stats)}
+    def _send(self, packet: Packet, ring: int | None = None) -> dict:
+        """The site's message to the hub, paced by its link; the hub stamps its arrival."""
+        wall, started = time.time(), time.perf_counter()
+        nbytes, hops = self._charge(packet.nbytes, ring)
+        self.link.pace(started, nbytes, "send", hops)
+        self.comm_s += time.perf_counter() - started
+        return {"packet": packet, "outbound": {"model_s": self.link.min_seconds(nbytes, hops), "started_at": wall}}

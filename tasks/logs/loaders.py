@@ -305,6 +305,13 @@ def read_labels(fmt: str, path: str | Path, labels: str | Path | None = None, ma
     raise LogsError(f"unknown log format {fmt!r}; choose from {sorted([*LOADERS, 'hdfs'])}")
 
 
+def check_columns(fmt: str, path: str | Path, lines: int = 1000) -> None:
+    """A table format's log has its timestamp and text columns and a valid line among its first rows
+    (a header-only file, say, is refused); the line formats are proved by `read_labels`."""
+    if fmt in ("spirit", "generic"):
+        load(fmt, path, max_lines=lines)
+
+
 def _csv_column(path: Path, column: str, max_lines: int | None) -> pd.Series:
     _require_file(path)
     with readable(path):

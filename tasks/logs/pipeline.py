@@ -22,7 +22,7 @@ from tasks.common.paths import project_root
 from tasks.logs.config import MODELS, DatasetSpec, LogsConfig
 from tasks.logs.data import Detection, LogData, chronological
 from tasks.logs.errors import LogsError
-from tasks.logs.loaders import load, read_labels
+from tasks.logs.loaders import check_columns, load, read_labels
 from tasks.logs.parsing import compare_parsers, parse
 from tasks.logs.windows import incident_windows, read_incidents, simulate_windows
 
@@ -66,6 +66,7 @@ def check_dataset(spec: DatasetSpec, data_dir: str | None) -> None:
     paths = {key: _existing(spec, key, data_dir) for key in ("path", "labels", "incidents") if getattr(spec, key)}
     try:
         labels = read_labels(spec.format, paths["path"], paths.get("labels"), spec.max_lines)
+        check_columns(spec.format, paths["path"])
         if "incidents" in paths:
             read_incidents(paths["incidents"])
     except LogsError as exc:

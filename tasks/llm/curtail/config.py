@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tasks.common.config import StrictModel
+from tasks.common.config import Overrides, StrictModel
 
 Unit = Literal["lbs_per_mwh", "g_per_kwh", "kg_per_kwh"]
 PolicyName = Literal["reactive", "forecast"]
@@ -102,6 +102,8 @@ class CurtailConfig(StrictModel):
     sites: list[SiteConfig] = Field(default_factory=_default_sites, min_length=1)
     unit: Unit = Field("g_per_kwh", description="unit of the MCI traces and of threshold; the shared WattTime "
                                                 "file holds g/kWh (integer lbs/MWh x 0.45359237)")
+    negative_mci: bool = Field(False, description="accept negative trace values (marginal emissions below zero, "
+                                                  "e.g. curtailed renewables); otherwise they are refused as errors")
     threshold: float = Field(300.0, gt=0, description="a site may train while its MCI is below this (in `unit`)")
     provision_delay_s: float = Field(240.0, ge=0, description="powered and idle before a site can train")
     off_delay_s: float = Field(600.0, ge=0, description="a site leaves once its MCI stayed above threshold this long")
@@ -117,8 +119,9 @@ class CurtailConfig(StrictModel):
                                                            "this many (equal tokens)")
     out_dir: str = "results/llm/curtail"
     experiment: str = "llm-curtail"
-    pretrain: dict[str, Any] = Field(default_factory=lambda: dict(CURTAIL_PRETRAIN),
-                                     description="overrides of llm.pretrain for the training (model, batch, DiLoCo)")
+    pretrain: Overrides = Field(default_factory=lambda: dict(CURTAIL_PRETRAIN),
+                                description="overrides of llm.pretrain for the training (model, batch, DiLoCo); any "
+                                            "key of llm.pretrain, dotted (`--set pretrain.resume=true`)")
 
     @model_validator(mode="after")
     def consistent(self) -> CurtailConfig:
@@ -128,6 +131,11 @@ class CurtailConfig(StrictModel):
         if self.step_s > self.round_s:
             raise ValueError(f"step_s={self.step_s:g} is longer than a round ({self.round_s:g} s): no site could "
                              f"ever finish a step; lower step_s or raise round_s")
+        history_s = self.forecast.history_hours * 3600
+        if self.policy == "forecast" and self.start_s < history_s:
+            raise ValueError(f"the forecast policy needs {self.forecast.history_hours:g} h of trace before start_s, which "
+                             f"leaves {(history_s - self.start_s) / 3600:g} h missing (it would act as reactive until "
+                             f"then); raise start_s to {history_s:g} or lower forecast.history_hours")
         return self
 
     @property

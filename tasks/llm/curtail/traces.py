@@ -165,7 +165,14 @@ def site_trace(site: SiteConfig, cfg: CurtailConfig, data_dir: Path | None, seed
     if data_dir is None:
         raw = generated_trace(seed=seed)
     else:
-        raw = load_trace(Path(data_dir) / site.trace, site.time_column or None, site.column or None)
+        path = Path(data_dir) / site.trace
+        raw = load_trace(path, site.time_column or None, site.column or None)
+        negative = np.flatnonzero(raw.to_numpy() < 0)
+        if len(negative) and not cfg.negative_mci:
+            row = int(negative[0])
+            raise InputError(f"{_where(path, row, raw.index[row])}: {raw.name} is {raw.iloc[row]:g}, a negative carbon "
+                             "intensity; fix the trace, or set llm.curtail.negative_mci=true if negative marginal "
+                             "emissions are meant")
     return shifted(to_kg_per_kwh(raw, cfg.unit), site.shift_hours).rename(site.name)
 
 
