@@ -225,3 +225,29 @@ def test_build_task_and_mixture_by_name(shared_data):
         build_task("addition", size=5, digits=2)
     with pytest.raises(ValueError, match="not in the mixture"):
         build_mixture({"addition": 1.0}, options={"spelling": {"size": 3}})
+
+
+def test_seedflow_llm_tasks_renders_with_the_pipelines_tokenizer(tmp_path, monkeypatch, shared_data, capsys):
+    """The README's `seedflow llm tasks gsm8k --split test --n 2`, no --tokenizer: params.yaml's tokenizer renders it."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from flows.cli import run
+    from tasks.llm.tokenizer import Tokenizer
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    out_dir = yaml.safe_load((root / "params.yaml").read_text())["llm"]["tokenizer"]["out_dir"]
+    (tmp_path / out_dir).mkdir(parents=True)
+    Tokenizer.train(["Janet's ducks lay 16 eggs per day. She makes 9 * 2 = 18 dollars."], vocab_size=300).save(
+        tmp_path / out_dir / "tokenizer.json")
+    monkeypatch.setenv("SEEDFLOW_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["seedflow", "llm", "tasks", "gsm8k", "--split", "test", "--n", "2",
+                                      "--data-dir", str(shared_data)])
+    run()  # returns: exit 0
+    out = capsys.readouterr().out
+    assert out.startswith("gsm8k: 1319 examples (generative)") and out.count("--- example") == 2
+    assert "<|python_start|>16-3-4<|python_end|>[<|output_start|>9<|output_end|>]" in out  # the tool output is not trained
