@@ -20,7 +20,7 @@ from tasks.common.config import load_config
 from tasks.common.paths import project_root
 from tasks.forecast.config import ForecastConfig, Rate
 from tasks.forecast.models import FitContext
-from tasks.forecast.models.registry import DEEP_MODELS
+from tasks.forecast.models.catalog import DEEP_MODELS
 from tasks.forecast.protocol import MinMaxScaler
 from tasks.forecast.report import log_to_mlflow, write_outputs
 from tasks.forecast.study import ComboResult, SeriesSpec, check_inputs, prepare, run_combo

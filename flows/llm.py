@@ -34,8 +34,8 @@ SLIM = ("history", "evals")  # per-step lists stay in the stage's own files, not
 
 @task(name="llm-tokenize", **RETRY_TRANSIENT)
 def tokenize_task(cfg: TokenizerConfig, data_dir: str | None) -> dict[str, Any]:
-    """Train the tokenizer and write the token shards (pure code in tasks/llm/tokenize.py)."""
-    from tasks.llm.tokenize import run_tokenize
+    """Train the tokenizer and write the token shards (pure code in tasks/llm/data/tokenize.py)."""
+    from tasks.llm.data.tokenize import run_tokenize
 
     return run_tokenize(cfg, data_dir)
 
@@ -47,8 +47,8 @@ def stage_task(stage: str, cfg: PretrainConfig, init_checkpoint: str | None, out
     import contextlib
     import os
 
-    from tasks.llm.stages import absolute, run_chat_stage, run_pretrain
-    from tasks.llm.train import progress_log
+    from tasks.llm.train.stages import absolute, run_chat_stage, run_pretrain
+    from tasks.llm.train.run_folder import progress_log
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri  # the driver's store, whatever this Ray worker inherited
     # Ray actors' output never reaches Prefect, so relay rank 0's progress file; a single worker runs here,
@@ -68,8 +68,8 @@ def curtail_task(ccfg: CurtailConfig, pcfg: PretrainConfig, data_dir: str | None
     """Curtailment-aware training; submit it under `remote_options(num_cpus=0)`. Not retried: `--resume` continues it."""
     import os
 
-    from tasks.llm.stages import absolute, run_curtail_stage
-    from tasks.llm.train import progress_log
+    from tasks.llm.train.stages import absolute, run_curtail_stage
+    from tasks.llm.train.run_folder import progress_log
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     with relay_lines(progress_log(absolute(ccfg.out_dir)), get_run_logger().info):
@@ -81,7 +81,7 @@ def curtail_task(ccfg: CurtailConfig, pcfg: PretrainConfig, data_dir: str | None
 def eval_task(cfg: EvalConfig, checkpoint: str, data_dir: str | None, show: int = 0) -> dict[str, Any]:
     import torch
 
-    from tasks.llm.eval_stage import evaluate_checkpoint
+    from tasks.llm.eval.stage import evaluate_checkpoint
 
     torch.set_num_threads(1)
     return evaluate_checkpoint(cfg, checkpoint, data_dir, show=show)
@@ -118,7 +118,7 @@ def llm_tokenize(
         data_dir: public datasets folder (default: SEEDFLOW_DATA, else ../shared/datasets).
     """
     from tasks.llm.preflight import check_tokenize
-    from tasks.llm.tokenize import log_to_mlflow
+    from tasks.llm.data.tokenize import log_to_mlflow
 
     cfg = load_config(TokenizerConfig, "llm.tokenizer", flow_overrides(overrides, vocab_size=vocab_size, corpus=corpus))
     check_tokenize(cfg, data_dir)
@@ -222,7 +222,7 @@ def llm_eval(
         data_dir: public datasets folder (task files such as GSM8K and HumanEval).
         show: print this many generations per generative task.
     """
-    from tasks.llm.eval_stage import record_eval
+    from tasks.llm.eval.stage import record_eval
     from tasks.llm.preflight import check_eval
 
     cfg = load_config(EvalConfig, "llm.eval", flow_overrides(overrides, checkpoint=checkpoint, max_examples=max_examples))
@@ -295,8 +295,8 @@ def llm_study(
         data_dir: public datasets folder (task files).
     """
     from tasks.llm.preflight import check_study
-    from tasks.llm.stages import absolute
-    from tasks.llm.study_report import STAGES, log_card, write_card
+    from tasks.llm.train.stages import absolute
+    from tasks.llm.eval.study_report import STAGES, log_card, write_card
 
     logger = get_run_logger()
     study = load_config(StudyConfig, "llm.study", flow_overrides(overrides, workers=workers))
@@ -322,7 +322,7 @@ def _run_arms(study: StudyConfig, out_root: str, eval_cfg: EvalConfig, data_dir:
               flow_tags: dict[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, ...], Any]]:
     """Every arm's stages (a stage shared by arms that begin with the same modes runs once), and their evals."""
     from tasks.common.tracking import tracking_uri
-    from tasks.llm.study_report import STAGES, arm_name, start_arm_run
+    from tasks.llm.eval.study_report import STAGES, arm_name, start_arm_run
 
     logger = get_run_logger()
     done: dict[tuple[str, ...], dict[str, Any]] = {}  # modes prefix -> stage summary (shared between arms)
@@ -518,7 +518,7 @@ def chat(
     max_tokens: int = typer.Option(256, help="Longest reply in tokens."),
 ) -> None:
     """Talk to a trained checkpoint in the terminal (calculator tool on; 'clear' resets, 'quit' or Ctrl-D ends)."""
-    from tasks.llm.chat_session import ChatSession
+    from tasks.llm.eval.chat_session import ChatSession
     from tasks.llm.preflight import check_checkpoint
 
     check_checkpoint(checkpoint, "--checkpoint")
@@ -558,9 +558,9 @@ def show_tasks(
 ) -> None:
     """Show a task's conversations as the model sees them; [bracketed] tokens are not trained on."""
     from tasks.common.paths import project_root
-    from tasks.llm.chat import render_conversation, visualize
-    from tasks.llm.datasets import TASKS, build_task
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.chat_format import render_conversation, visualize
+    from tasks.llm.data.datasets import TASKS, build_task
+    from tasks.llm.data.tokenizer import Tokenizer
 
     if name is None:
         typer.echo("\n".join(f"{key:10s} {cls.eval_type:12s} {(cls.__doc__ or '').strip().partition(chr(10))[0]}"
@@ -597,8 +597,8 @@ def bench_pretrain(
     on 2 Ray workers: final val bpb, bytes per worker and their ratio, wall seconds. Names the CPU, device
     and precision."""
     from tasks.common.precision import hardware_tags
-    from tasks.llm.bench import compare_ddp_diloco, single_throughput
-    from tasks.llm.device import resolve_device
+    from tasks.llm.benches.pretrain import compare_ddp_diloco, single_throughput
+    from tasks.llm.train.device import resolve_device
 
     depth_list, seed_list = int_list(depths, "--depths"), int_list(seeds, "--seeds")
     device = resolve_device(device)
@@ -643,7 +643,7 @@ def bench_sdc(
     """Silent data corruption: bit flips (sign, high / low exponent, mantissa) in a Linear's output or its gradient,
     harmful or not without the guard, flagged and prevented with it; false alarms, val bpb and guard overhead."""
     from tasks.common.precision import hardware_tags
-    from tasks.llm.sdc_bench import study
+    from tasks.llm.benches.sdc import study
 
     start = time.perf_counter()
     out = study(data_dir, steps=steps, seeds=tuple(int_list(seeds, "--seeds")), p=p, schedule_p=schedule_p,
@@ -672,7 +672,7 @@ def bench_diloco_wan(
     tokens and seed: wall split into compute, comm and overhead, bytes per worker, val bpb, the link model's error;
     DiLoCo with one site killed -9; the paper's outer step at H=100 against DDP."""
     from tasks.common.precision import hardware_tags
-    from tasks.llm.wan_bench import compute_bound, run
+    from tasks.llm.benches.diloco_wan import compute_bound, run
 
     start = time.perf_counter()
     mbps = tuple(float(b) for b in comma_list(bandwidths) or [])
@@ -697,9 +697,9 @@ def bench_curtail(
     inside windows, simulated hours, val bpb."""
     from tasks.common.paths import data_dir as resolve_data_dir
     from tasks.common.precision import hardware_tags
-    from tasks.llm.curtail.bench import run
+    from tasks.llm.benches.curtail import run
     from tasks.llm.curtail.traces import site_traces
-    from tasks.llm.wan_bench import byte_source
+    from tasks.llm.benches.diloco_wan import byte_source
 
     start = time.perf_counter()
     ccfg, pcfg = curtail_configs({**cli_overrides(set_), "target_site_steps": target_site_steps})

@@ -21,8 +21,8 @@ from tasks.llm.curtail.availability import (
     STATES,
     reactive_timeline,
 )
-from tasks.llm.curtail.bench import forecast_vs_reactive
-from tasks.llm.curtail.config import CurtailConfig, SiteConfig
+from tasks.llm.benches.curtail import forecast_vs_reactive
+from tasks.llm.curtail.config import CurtailConfig, GridSiteConfig
 from tasks.llm.curtail.energy import (
     Steps,
     account,
@@ -32,7 +32,7 @@ from tasks.llm.curtail.energy import (
     measured_cpu_energy,
     read_rapl,
 )
-from tasks.llm.curtail.iid_windows import IidWindows
+from tasks.llm.data.iid_windows import IidWindows
 from tasks.llm.curtail.policy import LookAheadError, PastView, make_policy
 from tasks.llm.curtail.schedule import centralised, plan
 from tasks.llm.curtail.timeline import plot_bpb_vs_carbon, plot_timeline
@@ -43,7 +43,7 @@ from tasks.llm.curtail.traces import (
     site_traces,
     to_kg_per_kwh,
 )
-from tasks.llm.data import TokenStreamSource
+from tasks.llm.data.batches import TokenStreamSource
 
 
 def seconds_trace(values, step: float) -> pd.Series:
@@ -53,7 +53,7 @@ def seconds_trace(values, step: float) -> pd.Series:
 
 def config(names=("a",), **options) -> CurtailConfig:
     base = {"unit": "kg_per_kwh", "threshold": 0.3, "start_s": 0, "round_s": 600, "step_s": 60}
-    return CurtailConfig(sites=[SiteConfig(name=n) for n in names], **{**base, **options})
+    return CurtailConfig(sites=[GridSiteConfig(name=n) for n in names], **{**base, **options})
 
 
 def stretches(timeline, end: float) -> dict[str, list[tuple[float, float]]]:
@@ -139,7 +139,7 @@ def test_emissions_integrate_the_step_function_exactly():
 def schedule_and_accounting():
     # off until 300, provisioning 300-420, available 420-1200; an 8-GPU site draws twice the 4-GPU power
     traces = {"a": seconds_trace([.5, .1, .1, .1, .5, .5], 300)}
-    cfg = config(provision_delay_s=120, off_delay_s=0).model_copy(update={"sites": [SiteConfig(name="a", gpus=8)]})
+    cfg = config(provision_delay_s=120, off_delay_s=0).model_copy(update={"sites": [GridSiteConfig(name="a", gpus=8)]})
     schedule = plan(traces, cfg, target_site_steps=13)
     return schedule, account(schedule, traces, cfg)
 
@@ -190,7 +190,7 @@ def test_rapl_energy_handles_absence_and_counter_wrap(tmp_path):
 
 
 def forecast_config(model: str = "ses", history_hours: float = 6, forecast_every_s: float = 900) -> CurtailConfig:
-    return CurtailConfig(sites=[SiteConfig(name="a")], unit="kg_per_kwh", threshold=0.3, start_s=history_hours * 3600,
+    return CurtailConfig(sites=[GridSiteConfig(name="a")], unit="kg_per_kwh", threshold=0.3, start_s=history_hours * 3600,
                          forecast={"model": model, "history_hours": history_hours, "refit_every_s": 7200,
                                    "forecast_every_s": forecast_every_s, "horizon_hours": 2})
 

@@ -9,7 +9,7 @@ import sys
 from contextlib import redirect_stderr, redirect_stdout
 
 from tasks.common.paths import data_dir
-from tasks.llm.checkpoint import resume_point
+from tasks.llm.train.checkpoint import resume_point
 from tasks.llm.curtail.config import CurtailConfig
 from tasks.llm.curtail.run import prepare
 from tasks.llm.curtail.traces import site_traces
@@ -37,8 +37,8 @@ def test_a_budget_stop_leaves_a_checkpoint_that_resume_with_a_larger_budget_fini
                                                                                       mlflow_store, prefect_server):
     import mlflow
 
-    from tasks.llm.shards import write_shards
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.shards import write_shards
+    from tasks.llm.data.tokenizer import Tokenizer
 
     docs = [f"line {i}: to be or not to be, that is the question. " * 4 for i in range(300)]
     write_shards(docs, Tokenizer.train(docs, vocab_size=320), tmp_path / "tokens", val_fraction=0.1)

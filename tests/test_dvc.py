@@ -191,7 +191,7 @@ def test_code_changes_mark_stages_changed_and_bytecode_does_not(pipeline):
         (work / folder / "__pycache__").mkdir(exist_ok=True)
         (work / folder / "__pycache__" / "stale.cpython-311.pyc").write_bytes(b"\0")
     assert stage_status(work, "logs_parse", *LLM_STAGES) == {}
-    with (work / "tasks/llm/optim.py").open("a") as handle:
+    with (work / "tasks/llm/model/optim.py").open("a") as handle:
         handle.write("# touched\n")
     with (work / "tasks/logs/parsing.py").open("a") as handle:
         handle.write("# touched\n")

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_sigterm_ends_the_mlflow_run_and_the_temporary_server(tmp_path, mlflow_store):
     from mlflow.tracking import MlflowClient
 
-    from tasks.llm.shards import write_shards
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.shards import write_shards
+    from tasks.llm.data.tokenizer import Tokenizer
 
     docs = [f"line {i}: to be or not to be, that is the question. " * 4 for i in range(300)]
     write_shards(docs, Tokenizer.train(docs, vocab_size=320), tmp_path / "tokens", val_fraction=0.1)

@@ -7,11 +7,11 @@ import pickle
 import pytest
 import torch
 
-from tasks.llm.chat import ChatFormatError, render_conversation, render_for_completion
-from tasks.llm.chat_data import PackedChatSource, SFTSource, source_from_chat_spec
-from tasks.llm.corpus import generate_corpus
-from tasks.llm.datasets import Addition, Spelling, TaskMixture
-from tasks.llm.tokenizer import Tokenizer
+from tasks.llm.data.chat_format import ChatFormatError, render_conversation, render_for_completion
+from tasks.llm.data.chat_batches import PackedChatSource, SFTSource, source_from_chat_spec
+from tasks.llm.data.corpus import generate_corpus
+from tasks.llm.data.datasets import Addition, Spelling, TaskMixture
+from tasks.llm.data.tokenizer import Tokenizer
 
 TOOL_CHAT = {"messages": [
     {"role": "user", "content": "What is 12*3?"},
@@ -161,7 +161,7 @@ def test_visualize_and_tasks_command(tok):
     from typer.testing import CliRunner
 
     from flows.cli import build_app
-    from tasks.llm.chat import visualize
+    from tasks.llm.data.chat_format import visualize
 
     app = build_app()
     chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}

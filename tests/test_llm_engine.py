@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.llm.calculator import calculate
-from tasks.llm.engine import Engine
-from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.tokenizer import Tokenizer
+from tasks.llm.eval.calculator import calculate
+from tasks.llm.eval.engine import Engine
+from tasks.llm.model.gpt import GPT, GPTConfig
+from tasks.llm.data.tokenizer import Tokenizer
 
 TEXT = ("To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
         "the slings and arrows of outrageous fortune. 12 + 34 = 46, 7 * 8 = 56. ") * 20

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from tasks.llm.chat import render_conversation, render_for_completion
-from tasks.llm.engine import Engine
-from tasks.llm.evaluate import choose_letters, evaluate_generative, evaluate_multiple_choice, letter_ids
-from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.tokenizer import Tokenizer
+from tasks.llm.data.chat_format import render_conversation, render_for_completion
+from tasks.llm.eval.engine import Engine
+from tasks.llm.eval.evaluate import choose_letters, evaluate_generative, evaluate_multiple_choice, letter_ids
+from tasks.llm.model.gpt import GPT, GPTConfig
+from tasks.llm.data.tokenizer import Tokenizer
 
 LETTERS = ["A", "B", "C", "D"]
 
@@ -177,8 +177,8 @@ def test_generative_scoring_uses_the_engine(tokenizer):
 
 def test_bits_per_byte_of_a_uniform_model(tmp_path, tokenizer):
     """An untrained GPT (zero head) predicts uniformly: bpb = ln(V) / ln 2 * tokens / bytes."""
-    from tasks.llm.evaluate import bpb_on_shards
-    from tasks.llm.shards import write_shards
+    from tasks.llm.eval.evaluate import bpb_on_shards
+    from tasks.llm.data.shards import write_shards
 
     docs = [f"document {i}: the sky is blue and the grass is green." for i in range(200)]
     meta = write_shards(docs, tokenizer, tmp_path / "tokens", val_fraction=0.3)
@@ -211,8 +211,8 @@ class PromptOracle(torch.nn.Module):
 def test_mmlu_and_arc_files_scored_through_evaluate_task(tmp_path, tokenizer):
     import json as _json
 
-    from tasks.llm.datasets import build_task
-    from tasks.llm.evaluate import evaluate_task
+    from tasks.llm.data.datasets import build_task
+    from tasks.llm.eval.evaluate import evaluate_task
 
     mmlu = tmp_path / "mmlu.jsonl"
     mmlu.write_text("".join(_json.dumps({"question": f"q{i}", "choices": ["w", "x", "y", "z"], "answer": i % 4,

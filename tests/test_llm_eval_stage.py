@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from tasks.llm.checkpoint import CheckpointError, save_checkpoint
+from tasks.llm.train.checkpoint import CheckpointError, save_checkpoint
 from tasks.llm.config import EvalConfig
-from tasks.llm.eval_stage import evaluate_checkpoint, load_for_inference, write_eval_outputs
-from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.shards import write_shards
-from tasks.llm.tokenizer import Tokenizer
+from tasks.llm.eval.stage import evaluate_checkpoint, load_for_inference, write_eval_outputs
+from tasks.llm.model.gpt import GPT, GPTConfig
+from tasks.llm.data.shards import write_shards
+from tasks.llm.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_unknown_task_is_refused(checkpoint):
 
 
 def test_chat_session_streams_and_remembers(checkpoint):
-    from tasks.llm.chat_session import ChatSession
+    from tasks.llm.eval.chat_session import ChatSession
 
     session = ChatSession.from_checkpoint(str(checkpoint / "run"), temperature=0.0, max_tokens=8)
     pieces = list(session.reply("What is 1 + 2?"))

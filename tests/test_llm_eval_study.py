@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_report_card_numbers_and_table():
-    from tasks.llm.study_report import card_numbers, markdown_card
+    from tasks.llm.eval.study_report import card_numbers, markdown_card
 
     def stage(mode, comm, rounds):
         return {"mode": mode, "comm_bytes_per_worker": comm, "sync_rounds": rounds, "final_train_loss": 1.0,

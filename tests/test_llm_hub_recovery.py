@@ -10,10 +10,11 @@ import torch
 from test_llm_train import tiny_cfg
 from test_sdc import byte_source
 
-from tasks.llm.config import LinkConfig, SdcGuardConfig, SiteConfig
-from tasks.llm.hub import outer_selection
-from tasks.llm.train import run_training
-from tasks.llm.wire import encode
+from tasks.federated.config import LinkConfig
+from tasks.llm.config import SdcGuardConfig, SiteConfig
+from tasks.llm.sites.hub import outer_selection
+from tasks.llm.train.run import run_training
+from tasks.federated.wire import encode
 
 LINK = {"bandwidth_mbps": 40.0, "latency_ms": 20.0}
 N_PARAMS = 2 * 256 * 64 + 12 * 64 * 64  # tiny_cfg's GPT on bytes: embedding + head, then 4 d^2 attention + 8 d^2 MLP
@@ -34,8 +35,8 @@ def ray_module():
 def test_sites_whose_pseudo_gradients_are_all_non_finite_get_the_global_parameters_back(tmp_path, mlflow_store,
                                                                                       ray_module):
     """An infinite inner lr turns every site's parameters to inf/NaN after one step, in every round."""
-    from tasks.llm.checkpoint import load_weights
-    from tasks.llm.train import build_model
+    from tasks.llm.train.checkpoint import load_weights
+    from tasks.llm.train.build import build_model
 
     cfg = tiny_cfg(mode="diloco", sites=[{"name": "a"}, {"name": "b"}], steps=6, diloco={"inner_steps": 2},
                    optim={"kind": "sgd", "lr": math.inf}, eval_every=0, checkpoint_every=0, register_model=False)
@@ -52,7 +53,7 @@ def test_sites_whose_pseudo_gradients_are_all_non_finite_get_the_global_paramete
 
 
 def test_error_feedback_residuals_are_checkpointed_and_dropped_with_fresh_parameters(ray_module):
-    from tasks.llm.site_worker import SiteWorker
+    from tasks.llm.sites.worker import SiteWorker
 
     cfg = tiny_cfg(mode="diloco", diloco={"transfer_dtype": "int8", "error_feedback": True})
     site = SiteConfig(name="s", link=LinkConfig())

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from tasks.common.precision import resolve_precision
-from tasks.llm.checkpoint import CheckpointError, load_model, resolve_checkpoint, save_checkpoint
+from tasks.llm.train.checkpoint import CheckpointError, load_model, resolve_checkpoint, save_checkpoint
 from tasks.llm.config import OptimConfig
-from tasks.llm.fused_loss import linear_softcap_cross_entropy
-from tasks.llm.kv_cache import KVCache
-from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.optim import Muon, build_optimizers, lr_multiplier, zeropower_via_newtonschulz5
+from tasks.llm.model.fused_loss import linear_softcap_cross_entropy
+from tasks.llm.model.kv_cache import KVCache
+from tasks.llm.model.gpt import GPT, GPTConfig
+from tasks.llm.model.optim import Muon, build_optimizers, lr_multiplier, zeropower_via_newtonschulz5
 
 torch.set_num_threads(1)  # shared 2-core machine: one thread is the robust choice
 
@@ -87,7 +87,7 @@ def test_flops_per_token_counts_matrices_not_embedding():
 
 
 def test_mfu_never_exceeds_one():
-    from tasks.llm.flops import utilisation
+    from tasks.llm.model.flops import utilisation
 
     mfu, peak = utilisation(1e9, torch.float32, n=128)
     assert 0 < mfu < 1 and peak > 1e9

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from tasks.llm.sandbox import check_humaneval, run_untrusted
+from tasks.llm.eval.sandbox import check_humaneval, run_untrusted
 
 PROBLEM = {
     "task_id": "Toy/0",

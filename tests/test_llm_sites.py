@@ -10,12 +10,13 @@ from test_llm_train import tiny_cfg
 from test_sdc import byte_source
 
 from tasks.common.errors import InputError
-from tasks.llm.config import LinkConfig, SiteConfig
-from tasks.llm.device import resolve_device
-from tasks.llm.diloco import OuterState, weighted_mean
-from tasks.llm.link import Link, TransferLog, ring_allreduce
-from tasks.llm.train import run_training
-from tasks.llm.wire import Encoder, decode, encode
+from tasks.federated.config import LinkConfig
+from tasks.llm.config import SiteConfig
+from tasks.llm.train.device import resolve_device
+from tasks.llm.sites.diloco import OuterState, weighted_mean
+from tasks.federated.link import Link, TransferLog, ring_allreduce
+from tasks.llm.train.run import run_training
+from tasks.federated.wire import Encoder, decode, encode
 
 LINK = {"bandwidth_mbps": 40.0, "latency_ms": 20.0}
 N_PARAMS = 2 * 256 * 64 + 12 * 64 * 64  # tiny_cfg's GPT on bytes: embedding + head, then 4 d^2 attention + 8 d^2 MLP
@@ -49,7 +50,7 @@ class Clock:
 
 def test_a_transfer_is_padded_to_bytes_over_bandwidth_plus_latency(monkeypatch):
     """Pacing, on a clock the test controls (the measured times are in `seedflow bench diloco-wan`)."""
-    import tasks.llm.link as link_module
+    import tasks.federated.link as link_module
 
     clock = Clock()
     monkeypatch.setattr(link_module, "time", clock)
@@ -124,7 +125,7 @@ def test_outer_step_is_token_weighted_nesterov_and_sites_can_mirror_it_exactly()
 
 
 def test_a_joining_worker_starts_from_the_global_parameters_with_fresh_inner_state(ray_module):
-    from tasks.llm.site_worker import SiteWorker
+    from tasks.llm.sites.worker import SiteWorker
 
     site = SiteConfig(name="late", link=LinkConfig(**LINK))
     worker = SiteWorker(tiny_cfg(mode="diloco"), byte_source(), site, 0, 0, 1, "cpu", None)
@@ -202,7 +203,7 @@ def test_ddp_across_sites_goes_on_without_a_killed_site_and_its_replicas_stay_id
 
 def test_sites_config_and_devices():
     from tasks.llm.config import parse_sites
-    from tasks.llm.hub import default_schedule
+    from tasks.llm.sites.hub import default_schedule
 
     assert parse_sites("a:2@100/50, b") == [
         {"name": "a", "workers": 2, "link": {"bandwidth_mbps": 100.0, "latency_ms": 50.0}},

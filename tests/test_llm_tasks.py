@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.llm.datasets import (ARC, GSM8K, MMLU, Addition, Counting, HumanEval, Reverse, Spelling, TaskDataError,
+from tasks.llm.data.datasets import (ARC, GSM8K, MMLU, Addition, Counting, HumanEval, Reverse, Spelling, TaskDataError,
                              TaskMixture, build_mixture, build_task)
-from tasks.llm.datasets import sources
-from tasks.llm.datasets.gsm8k import answer_parts, extract_answer
-from tasks.llm.datasets.humaneval import extract_program
-from tasks.llm.datasets.multiple_choice import load_arc, load_mmlu
+from tasks.llm.data.datasets import sources
+from tasks.llm.data.datasets.gsm8k import answer_parts, extract_answer
+from tasks.llm.data.datasets.humaneval import extract_program
+from tasks.llm.data.datasets.multiple_choice import load_arc, load_mmlu
 
 # ---------------------------------------------------------------- GSM8K
 
@@ -236,7 +236,7 @@ def test_seedflow_llm_tasks_renders_with_the_pipelines_tokenizer(tmp_path, monke
     import yaml
 
     from flows.cli import run
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.tokenizer import Tokenizer
 
     root = Path(__file__).resolve().parents[1]
     shutil.copy(root / "params.yaml", tmp_path / "params.yaml")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from tasks.llm.config import TokenizerConfig
-from tasks.llm.corpus import CorpusError, chunk_text, download_fineweb_edu, fetch, generate_corpus, read_documents
-from tasks.llm.shards import TokenShards, write_shards
-from tasks.llm.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
-from tasks.llm.tokenize import run_tokenize
+from tasks.llm.data.corpus import CorpusError, chunk_text, download_fineweb_edu, fetch, generate_corpus, read_documents
+from tasks.llm.data.shards import TokenShards, write_shards
+from tasks.llm.data.tokenizer import SPECIAL_TOKENS, Tokenizer, TokenizerError
+from tasks.llm.data.tokenize import run_tokenize
 
 TRICKY = "Hello, world!  It's 2024: 12345 + 678 = 13023.\n\n\tünïcödé 😀 ﬁ <|bos|> done"
 

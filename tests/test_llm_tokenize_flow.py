@@ -6,8 +6,8 @@ import json
 
 import mlflow
 
-from tasks.llm.shards import TokenShards
-from tasks.llm.tokenizer import Tokenizer
+from tasks.llm.data.shards import TokenShards
+from tasks.llm.data.tokenizer import Tokenizer
 
 
 def test_tokenize_flow_on_ray_logs_to_mlflow(shared_data, prefect_server, mlflow_store, tmp_path):

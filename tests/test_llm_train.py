@@ -17,10 +17,11 @@ import torch
 
 from tasks.common.config import ConfigError, load_config
 from tasks.common.errors import InputError
-from tasks.llm.checkpoint import CheckpointError, latest_checkpoint, load_model, read_meta
+from tasks.llm.train.checkpoint import CheckpointError, latest_checkpoint, load_model, read_meta
 from tasks.llm.config import PretrainConfig
-from tasks.llm.data import TokenStreamSource
-from tasks.llm.train import plan, run_training
+from tasks.llm.data.batches import TokenStreamSource
+from tasks.llm.train.build import plan_steps
+from tasks.llm.train.run import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +52,10 @@ def test_stage_config_overrides_and_errors():
 
 def test_plan_budget_and_bad_batch(shared_data):
     src = byte_source(shared_data)
-    assert plan(tiny_cfg(token_budget=1280, mode="ddp", workers=2), src) == (5, 1)
-    assert plan(tiny_cfg(total_batch_tokens=512), src) == (20, 4)
+    assert plan_steps(tiny_cfg(token_budget=1280, mode="ddp", workers=2), src) == (5, 1)
+    assert plan_steps(tiny_cfg(totalbatch_tokens=512), src) == (20, 4)
     with pytest.raises(ValueError, match="not a multiple"):
-        plan(tiny_cfg(total_batch_tokens=500), src)
+        plan_steps(tiny_cfg(totalbatch_tokens=500), src)
 
 
 def test_token_source_parts_are_disjoint_and_resume(shared_data):
@@ -75,8 +76,8 @@ def test_token_source_parts_are_disjoint_and_resume(shared_data):
 
 
 def test_token_source_reads_real_shards(tmp_path):
-    from tasks.llm.shards import write_shards
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.shards import write_shards
+    from tasks.llm.data.tokenizer import Tokenizer
 
     docs = [f"document {i}: " + "the quick brown fox jumps over the lazy dog. " * 5 for i in range(200)]
     tok = Tokenizer.train(docs, vocab_size=300)
@@ -93,7 +94,7 @@ KILLED_RUN = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {root!r})
     from tests.test_llm_train import byte_source, tiny_cfg
-    from tasks.llm.train import run_training
+    from tasks.llm.train.run import run_training
     run_training(tiny_cfg(**json.loads(sys.argv[1])), byte_source(Path(sys.argv[2])), out_dir=sys.argv[3])
 """)
 
@@ -172,8 +173,8 @@ def test_resume_falls_back_past_a_damaged_checkpoint(shared_data, tmp_path, mlfl
 
 
 def test_damaged_checkpoint_files_are_named(tmp_path):
-    from tasks.llm.checkpoint import load_state, save_checkpoint
-    from tasks.llm.model import GPT, GPTConfig
+    from tasks.llm.train.checkpoint import load_state, save_checkpoint
+    from tasks.llm.model.gpt import GPT, GPTConfig
 
     folder = save_checkpoint(tmp_path / "ck", GPT(GPTConfig.from_depth(1, 64, 16)), {}, {"step": 1})
     (folder / "model.safetensors").write_bytes(b"\x00" * 10)

@@ -7,8 +7,8 @@ def test_llm_pretrain_flow_diloco_on_shards(tmp_path, monkeypatch, mlflow_store,
     import mlflow
 
     from flows.llm import llm_pretrain
-    from tasks.llm.shards import write_shards
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.shards import write_shards
+    from tasks.llm.data.tokenizer import Tokenizer
 
     docs = [f"line {i}: to be or not to be, that is the question. " * 4 for i in range(300)]
     write_shards(docs, Tokenizer.train(docs, vocab_size=320), tmp_path / "tokens", val_fraction=0.1)

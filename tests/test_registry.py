@@ -10,10 +10,10 @@ import pytest
 
 from tasks.common import registry
 from tasks.common.errors import InputError
-from tasks.common.registry import RegistryError
-from tasks.llm.checkpoint import load_model, read_meta, resolve_checkpoint
-from tasks.llm.data import TokenStreamSource
-from tasks.llm.train import run_training
+from tasks.common.model_registry import RegistryError
+from tasks.llm.train.checkpoint import load_model, read_meta, resolve_checkpoint
+from tasks.llm.data.batches import TokenStreamSource
+from tasks.llm.train.run import run_training
 from test_llm_train import tiny_cfg
 
 
@@ -28,8 +28,8 @@ def model_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
     """Token shards with a real (tiny) tokenizer, so the registered model can read prompts."""
-    from tasks.llm.shards import write_shards
-    from tasks.llm.tokenizer import Tokenizer
+    from tasks.llm.data.shards import write_shards
+    from tasks.llm.data.tokenizer import Tokenizer
 
     root = tmp_path_factory.mktemp("registry_tokens")
     docs = [f"What is {i} + {i + 1}? It is {2 * i + 1}. Spell the word: garden" for i in range(300)]
@@ -79,7 +79,7 @@ def test_chat_and_pyfunc_from_the_registry(tokens, tmp_path, mlflow_store, model
     from typer.testing import CliRunner
 
     from flows.cli import build_app
-    from tasks.llm.chat_session import ChatSession
+    from tasks.llm.eval.chat_session import ChatSession
     from tasks.llm.preflight import check_checkpoint
 
     train(tokens, tmp_path / "a")
@@ -103,7 +103,7 @@ def test_later_stage_starts_from_a_registered_model(tokens, tmp_path, mlflow_sto
     import mlflow
 
     from tasks.llm.config import SftConfig
-    from tasks.llm.stages import run_chat_stage
+    from tasks.llm.train.stages import run_chat_stage
 
     train(tokens, tmp_path / "pre")
     cfg = SftConfig(**{**tiny_cfg(steps=2, eval_every=0, checkpoint_every=0).model_dump(), "mode": "single"},
@@ -192,7 +192,7 @@ def test_logs_logs_every_detector_and_registers_the_best(shared_data, tmp_path, 
     from tasks.logs.data import prepare
     from tasks.logs.evaluate import evaluate, taxonomy
     from tasks.logs.pipeline import detect, ingest_and_parse, read_parsed, weak_labels
-    from tasks.logs.registry import lines_to_data
+    from tasks.logs.model_registry import lines_to_data
     from tasks.logs.report import log_to_mlflow, precision_info, write_outputs
 
     cfg = load_config(LogsConfig, "logs", {"run": ["bgl_2k"], "window_sizes": [0], "out_dir": str(tmp_path / "logs"),

@@ -8,16 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.llm.checkpoint import load_model
+from tasks.llm.train.checkpoint import load_model
 from tasks.llm.config import PretrainConfig
-from tasks.llm.corpus import generate_corpus
-from tasks.llm.data import TokenStreamSource
-from tasks.llm.model import GPT, GPTConfig
-from tasks.llm.optim import build_optimizers
-from tasks.llm.sdc import attach, read_events
-from tasks.llm.sdc_guard import healthy_sites
-from tasks.llm.sdc_inject import class_bits, flip_bits
-from tasks.llm.train import RunContext, run_training, train_worker
+from tasks.llm.data.corpus import generate_corpus
+from tasks.llm.data.batches import TokenStreamSource
+from tasks.llm.model.gpt import GPT, GPTConfig
+from tasks.llm.model.optim import build_optimizers
+from tasks.llm.sdc.attach import attach
+from tasks.llm.sdc.events import read_events
+from tasks.llm.sdc.guard import healthy_sites
+from tasks.llm.sdc.inject import class_bits, flip_bits
+from tasks.llm.train.local import train_worker
+from tasks.llm.train.run import run_training
+from tasks.llm.train.run_folder import RunContext
 
 # A gradient element of a block's query projection gets bit 30 (the exponent's top bit) flipped: x 2^128.
 HARMFUL = {"enabled": True, "p": 1.0, "start_step": 12, "duration": [1, 1], "max_events": 1, "bits": [30],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tasks.llm.sdc_bench import StepLoop, guard_flags, harm, nonfinite_flags, whole
+from tasks.llm.benches.sdc import StepLoop, guard_flags, harm, nonfinite_flags, whole
 from test_sdc import HARMFUL, byte_source, events, tiny_cfg, train
 
 STUCK_MOMENTUM = {**HARMFUL, "layer": "transformer.h.0.mlp.c_fc", "bits": [30], "stage": "optimizer"}

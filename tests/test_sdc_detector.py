@@ -11,10 +11,10 @@ from torch import nn
 from tasks.common.config import ConfigError
 from tasks.common.errors import InputError
 from tasks.llm.config import PretrainConfig, SdcInjectConfig
-from tasks.llm.sdc import check_config
-from tasks.llm.sdc_bench import loss_spike_flags
-from tasks.llm.sdc_guard import JumpDetector, UpdateRule, update_rms
-from tasks.llm.sdc_inject import Injector, class_bits, fault_dtype, flip_bits
+from tasks.llm.sdc.attach import check_config
+from tasks.llm.benches.sdc import loss_spike_flags
+from tasks.llm.sdc.guard import JumpDetector, UpdateRule, update_rms
+from tasks.llm.sdc.inject import Injector, class_bits, fault_dtype, flip_bits
 
 
 def test_mu_is_the_running_mean_of_the_first_1000_jumps_and_the_rule_applies_from_step_10():

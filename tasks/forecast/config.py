@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from tasks.common.config import StrictModel, check_known_models
-from tasks.forecast.models.registry import MODELS
+from tasks.forecast.models.catalog import MODELS
 
 Rate = Literal["5min", "15min", "1h"]
 STUDY_DATASETS = ["IoT", "avazu", "retailrocket", "wiki_de", "wiki_en", "horton", "taxi", "alibaba", "google"]

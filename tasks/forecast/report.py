@@ -116,7 +116,7 @@ def log_to_mlflow(results: list[ComboResult], cfg: ForecastConfig, stats: dict[s
 
     from tasks.common.precision import hardware_tags
     from tasks.common.tracking import use_experiment
-    from tasks.forecast.registry import log_forecaster, register_best
+    from tasks.forecast.model_registry import log_forecaster, register_best
 
     use_experiment(cfg.experiment)
     tags = {**hardware_tags(), "precision": "fp32"}  # the deep forecasters are small: fp32 everywhere

@@ -20,7 +20,7 @@ from tasks.common.paths import seeds_dir
 from tasks.forecast.config import ForecastConfig
 from tasks.forecast.metrics import all_metrics
 from tasks.forecast.models import FitContext, make_model
-from tasks.forecast.models.registry import DEEP_MODELS
+from tasks.forecast.models.catalog import DEEP_MODELS
 from tasks.forecast.protocol import HORIZONS, SEASONS, Split, check_length, chronological_split, combine_walk_forward
 from tasks.forecast.series import SUFFIXES, LoadReport, SeriesError, read_series, series_stem
 from tasks.forecast.synthetic import write_synthetic

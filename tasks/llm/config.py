@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from tasks.common.config import Overrides, StrictModel
 from tasks.common.errors import InputError
+from tasks.federated.config import LinkConfig
 
 Mode = Literal["single", "ddp", "diloco"]
 Precision = Literal["auto", "bf16", "fp32"]  # auto: bf16 only where it is fast (tasks/common/precision.py)
@@ -111,13 +112,6 @@ class SdcGuardConfig(StrictModel):
 class SdcConfig(StrictModel):
     inject: SdcInjectConfig = SdcInjectConfig()
     guard: SdcGuardConfig = SdcGuardConfig()
-
-
-class LinkConfig(StrictModel):
-    """What joins a site to the others: a transfer of B bytes takes at least B / bandwidth + latency."""
-
-    bandwidth_mbps: float = Field(0.0, ge=0, description="Mbit/s; 0 = not emulated (as fast as the transport)")
-    latency_ms: float = Field(0.0, ge=0)
 
 
 class SiteConfig(StrictModel):
@@ -247,7 +241,7 @@ class PretrainConfig(StrictModel):
 
     @property
     def on_hub(self) -> bool:
-        """Sites synchronise through the hub (tasks/llm/hub.py): DiLoCo, or DDP across two or more sites."""
+        """Sites synchronise through the hub (tasks/llm/sites/hub.py): DiLoCo, or DDP across two or more sites."""
         return self.mode == "diloco" or (self.mode == "ddp" and len(self.site_list()) > 1)
 
     @property
@@ -333,7 +327,7 @@ class EvalConfig(StrictModel):
     tasks: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"addition": {"size": 100, "max_digits": 1}, "spelling": {"size": 100},
                                  "counting": {"size": 100}, "gsm8k": {}, "humaneval": {}},
-        description="task name -> constructor options (tasks/llm/datasets build_task), e.g. mmlu: {path: ...}")
+        description="task name -> constructor options (tasks/llm/data/datasets build_task), e.g. mmlu: {path: ...}")
     split: str = Field("test", description="split of every task that has splits")
     max_examples: int = Field(50, ge=0, description="examples per task; 0 = all")
     max_new_tokens: int = Field(48, ge=1)

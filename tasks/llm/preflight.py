@@ -12,10 +12,10 @@ from pathlib import Path
 
 from tasks.common.errors import InputError
 from tasks.common.paths import project_root
-from tasks.common.registry import is_model_uri
-from tasks.llm.checkpoint import read_meta, resolve_checkpoint
+from tasks.common.model_registry import is_model_uri
+from tasks.llm.train.checkpoint import read_meta, resolve_checkpoint
 from tasks.llm.config import ChatStageConfig, EvalConfig, PretrainConfig, StudyConfig, TokenizerConfig
-from tasks.llm.shards import TokenShards
+from tasks.llm.data.shards import TokenShards
 
 
 def _absolute(path: str) -> Path:
@@ -29,10 +29,11 @@ def check_tokens(tokens_dir: str) -> None:
 
 def check_training(cfg: PretrainConfig, out_dir: Path, log=print) -> None:
     """Batch plan, device, compiler, and the out-dir rule (no run over an earlier one; resume point)."""
-    from tasks.llm.device import resolve_device
-    from tasks.llm.train import check_out_dir, choose_resume, plan, require_cpp_compiler
+    from tasks.llm.train.device import resolve_device
+    from tasks.llm.train.build import plan_steps, require_cpp_compiler
+    from tasks.llm.train.run_folder import check_out_dir, choose_resume
 
-    steps, _ = plan(cfg, None)
+    steps, _ = plan_steps(cfg, None)
     check_site_rounds(cfg, steps)
     if cfg.compile and resolve_device(cfg.device) == "cpu":
         require_cpp_compiler()
@@ -51,8 +52,8 @@ def check_site_rounds(cfg: PretrainConfig, steps: int) -> None:
 
 
 def check_pretrain(cfg: PretrainConfig, log=print) -> None:
-    from tasks.llm.device import resolve_device
-    from tasks.llm.sdc import check_config as check_sdc
+    from tasks.llm.train.device import resolve_device
+    from tasks.llm.sdc.attach import check_config as check_sdc
 
     resolve_device(cfg.device)
     check_sdc(cfg)
@@ -83,8 +84,8 @@ def check_eval(cfg: EvalConfig) -> None:
 
 def check_study(study: StudyConfig) -> None:
     """No study over an earlier one unless asked: every stage folder of every arm is checked."""
-    from tasks.llm.study_report import STAGES, arm_name
-    from tasks.llm.train import previous_run
+    from tasks.llm.eval.study_report import STAGES, arm_name
+    from tasks.llm.train.run_folder import previous_run
 
     root = _absolute(study.out_dir).resolve()
     for modes in study.arms:
@@ -96,8 +97,8 @@ def check_study(study: StudyConfig) -> None:
 
 
 def check_tokenize(cfg: TokenizerConfig, data_dir: str | None) -> None:
-    from tasks.llm.corpus import check_corpus
-    from tasks.llm.tokenize import GENERATED, resolve_corpus
+    from tasks.llm.data.corpus import check_corpus
+    from tasks.llm.data.tokenize import GENERATED, resolve_corpus
 
     entries = resolve_corpus(cfg.model_copy(update={"download_shards": 0}), data_dir)
     files = [e for e in entries if e != GENERATED]

@@ -171,7 +171,7 @@ def detect(model: str, data: LogData, cfg: LogsConfig, labels: np.ndarray | None
 
     The fitted detector is kept as `<out_dir>/models/<model>-<digest>.pkl`, named by `info["model_file"]`:
     the results rows carry it to the MLflow logging (tasks/logs/report.py), which logs it as a model."""
-    from tasks.logs.registry import save_fitted
+    from tasks.logs.model_registry import save_fitted
 
     det = _fit_and_score(model, data, cfg, labels)
     det.info["model_file"] = str(save_fitted(det.fitted, model, project_root() / cfg.out_dir / "models"))

@@ -60,7 +60,7 @@ def log_to_mlflow(rows: list[dict], parse_stats: dict, cfg: LogsConfig, out_dir:
     import mlflow
 
     from tasks.common.tracking import use_experiment
-    from tasks.logs.registry import log_detector, register_best
+    from tasks.logs.model_registry import log_detector, register_best
 
     use_experiment(cfg.experiment)
     with mlflow.start_run(run_name=run_name) as parent:

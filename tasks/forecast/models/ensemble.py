@@ -24,7 +24,7 @@ class MeanEnsemble(Forecaster):
         self.members, self.member_options = list(members), member_options or {}
 
     def fit(self, train: np.ndarray, ctx: FitContext) -> None:
-        from tasks.forecast.models.registry import make_model
+        from tasks.forecast.models.catalog import make_model
 
         self.models = [make_model(name, **self.member_options.get(name, {})) for name in self.members]
         for model in self.models:

@@ -24,7 +24,7 @@ EPS = 1e-9
 
 
 @dataclass(frozen=True, eq=False)
-class Timeline:
+class StateTimeline:
     """A site's state on [times[k], times[k+1]) = states[k]; times ascend from the start to the end."""
 
     times: np.ndarray
@@ -122,11 +122,11 @@ class SiteMachine:
             self.deadline = t + self.off_delay_s  # marked
             self.advance(t)
 
-    def timeline(self, end_s: float) -> Timeline:
+    def timeline(self, end_s: float) -> StateTimeline:
         self.advance(end_s)
         changes = [(t, s) for t, s in self.changes if t < end_s]
         times = np.array([t for t, _ in changes] + [end_s], dtype=float)
-        return Timeline(times, tuple(s for _, s in changes))
+        return StateTimeline(times, tuple(s for _, s in changes))
 
 
 def samples_from(times: np.ndarray, start_s: float) -> np.ndarray:
@@ -136,7 +136,7 @@ def samples_from(times: np.ndarray, start_s: float) -> np.ndarray:
 
 
 def reactive_timeline(times: np.ndarray, values: np.ndarray, threshold: float, provision_delay_s: float,
-                      off_delay_s: float, start_s: float, end_s: float) -> Timeline:
+                      off_delay_s: float, start_s: float, end_s: float) -> StateTimeline:
     """The rule applied to one MCI step function (sample `times` in seconds) over [start_s, end_s)."""
     machine = SiteMachine(start_s, provision_delay_s, off_delay_s)
     for k in samples_from(times, start_s):

@@ -37,7 +37,7 @@ class SolarConfig(StrictModel):
     shift_hours: float = Field(0.0, description="circular shift of the trace in time")
 
 
-class SiteConfig(StrictModel):
+class GridSiteConfig(StrictModel):
     name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
     trace: str = Field(WATTTIME, description="MCI trace (CSV/Parquet), relative to the data dir")
     column: str = Field("", description="value column; '' = the trace's only column besides time")
@@ -47,8 +47,8 @@ class SiteConfig(StrictModel):
     solar: SolarConfig | None = None
 
 
-def _default_sites() -> list[SiteConfig]:
-    return [SiteConfig(name=name, shift_hours=shift) for name, shift in
+def _default_sites() -> list[GridSiteConfig]:
+    return [GridSiteConfig(name=name, shift_hours=shift) for name, shift in
             (("region-a", 0.0), ("region-b", 8.0), ("region-c", 16.0))]
 
 
@@ -99,7 +99,7 @@ class BudgetConfig(StrictModel):
 class CurtailConfig(StrictModel):
     """Sites, availability rule, simulated clock, policy, power model and budget of one study."""
 
-    sites: list[SiteConfig] = Field(default_factory=_default_sites, min_length=1)
+    sites: list[GridSiteConfig] = Field(default_factory=_default_sites, min_length=1)
     unit: Unit = Field("g_per_kwh", description="unit of the MCI traces and of threshold; the shared WattTime "
                                                 "file holds g/kWh (integer lbs/MWh x 0.45359237)")
     negative_mci: bool = Field(False, description="accept negative trace values (marginal emissions below zero, "

@@ -22,13 +22,13 @@ import numpy as np
 
 from tasks.common.errors import InputError
 from tasks.forecast.models.base import FitContext, Forecaster
-from tasks.forecast.models.registry import make_model
+from tasks.forecast.models.catalog import make_model
 from tasks.forecast.protocol import Split
 from tasks.llm.curtail.availability import (
     AVAILABLE,
     OFF,
     SiteMachine,
-    Timeline,
+    StateTimeline,
     reactive_timeline,
     samples_from,
 )
@@ -149,7 +149,7 @@ class ReactivePolicy:
     def __init__(self, cfg: CurtailConfig) -> None:
         self.cfg = cfg
 
-    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> Timeline:
+    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> StateTimeline:
         cfg = self.cfg
         return reactive_timeline(times, values, cfg.threshold_kg_per_kwh, cfg.provision_delay_s, cfg.off_delay_s,
                                  start_s, end_s)
@@ -163,8 +163,8 @@ class AlwaysPolicy:
     def __init__(self, cfg: CurtailConfig) -> None:
         self.cfg = cfg
 
-    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> Timeline:
-        return Timeline(np.array([start_s, end_s], dtype=float), (AVAILABLE,))
+    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> StateTimeline:
+        return StateTimeline(np.array([start_s, end_s], dtype=float), (AVAILABLE,))
 
 
 class ForecastPolicy:
@@ -196,7 +196,7 @@ class ForecastPolicy:
         leave = predicted_leave(ahead_t, ahead_v, threshold, cfg.off_delay_s, step)
         return leave > self._round_end(trains_from, start_s), soon
 
-    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> Timeline:
+    def timeline(self, site: str, times: np.ndarray, values: np.ndarray, start_s: float, end_s: float) -> StateTimeline:
         cfg = self.cfg
         step = float(np.median(np.diff(times)))
         view = PastView(times, values)

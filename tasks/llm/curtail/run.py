@@ -2,7 +2,7 @@
 emissions, stop at the budget, train through the hub on exactly that plan, and record it all.
 
 The plan is computed before training (the policies read only the traces, never the model), so
-energy, emissions and the budget cut are known per round; the hub (tasks/llm/hub.py) then trains
+energy, emissions and the budget cut are known per round; the hub (tasks/llm/sites/hub.py) then trains
 round by round with the sites the plan names, each for its planned steps, syncing where it says.
 A budget stop ends the run after the last round that fits, with a checkpoint there: a resume with
 a larger budget re-plans the same rounds and goes on from it.
@@ -76,7 +76,7 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
                 variant: str = "curtailed", policy: str | None = None, region: str | None = None,
                 tags: dict[str, str] | None = None, stage: str = "curtail") -> dict:
     """Plan, train and record one run; returns the trainer's summary with the energy figures added."""
-    from tasks.llm.train import run_training
+    from tasks.llm.train.run import run_training
 
     prepared = prepare(ccfg, traces, variant, policy, region)
     cfg = training_config(pcfg, prepared)
@@ -87,7 +87,7 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
     out = Path(out_dir)
     if prepared.cutoff.limited:
         from tasks.common.progress import Progress
-        from tasks.llm.train import progress_log
+        from tasks.llm.train.run_folder import progress_log
 
         c = prepared.cutoff
         Progress(1, stage, log_file=progress_log(out)).say(
@@ -105,7 +105,7 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
 def round_plans(rounds: list[Round]):
     """The hub's plan: a lone site trains locally, and syncs when its stretch alone ends (another site joins,
     or a pause or another site follows), so whoever trains next starts from the newest parameters."""
-    from tasks.llm.hub import RoundPlan
+    from tasks.llm.sites.hub import RoundPlan
 
     plans = []
     for k, r in enumerate(rounds):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 import pandas as pd
 
 from tasks.common.errors import InputError
-from tasks.llm.curtail.availability import AVAILABLE, EPS, PROVISIONING, Timeline
+from tasks.llm.curtail.availability import AVAILABLE, EPS, PROVISIONING, StateTimeline
 from tasks.llm.curtail.config import CurtailConfig
 from tasks.llm.curtail.policy import Policy, make_policy
 from tasks.llm.curtail.traces import DAY_S, seconds, span_s
@@ -54,7 +54,7 @@ class Round:
 @dataclass(frozen=True, eq=False)
 class Schedule:
     rounds: list[Round]
-    timelines: dict[str, Timeline]
+    timelines: dict[str, StateTimeline]
     step_s: float
     policy: str
 
@@ -76,7 +76,7 @@ class Schedule:
                 "timelines": {site: t.to_dict() for site, t in self.timelines.items()}}
 
 
-def split_round(timeline: Timeline, start: float, end: float, steps: int,
+def split_round(timeline: StateTimeline, start: float, end: float, steps: int,
                 step_s: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     """(training, idle) stretches of a site in [start, end): it trains in its first available seconds."""
     trained = min(end, timeline.time_after(AVAILABLE, start, steps * step_s)) if steps else start
@@ -84,7 +84,7 @@ def split_round(timeline: Timeline, start: float, end: float, steps: int,
     return timeline.intervals(AVAILABLE, start, trained), sorted(idle)
 
 
-def _cut(timelines: dict[str, Timeline], steps: dict[str, int], start: float, step_s: float,
+def _cut(timelines: dict[str, StateTimeline], steps: dict[str, int], start: float, step_s: float,
          needed: int) -> tuple[dict[str, int], float]:
     """The first `needed` step completions of the round (ties by site order) and the time of the last."""
     done = sorted((timelines[site].time_after(AVAILABLE, start, j * step_s), order, site)
@@ -105,7 +105,7 @@ def _too_short(start: float, end: float, reached: int, target: int, cfg: Curtail
                       f"start_s or step_s, or a higher threshold")
 
 
-def _rounds(timelines: dict[str, Timeline], cfg: CurtailConfig, start: float, horizon: float,
+def _rounds(timelines: dict[str, StateTimeline], cfg: CurtailConfig, start: float, horizon: float,
             target: int) -> list[Round]:
     """Rounds from `start` until `target` site-steps or until the next round would pass `horizon`."""
     rounds: list[Round] = []

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.common.errors import InputError
-from tasks.llm.curtail.config import KG_PER_KWH, CurtailConfig, SiteConfig
+from tasks.llm.curtail.config import KG_PER_KWH, CurtailConfig, GridSiteConfig
 
 DAY_S = 86400.0
 MAX_STEP_RATIO = 1.5  # a step this much longer than the median step is a gap
@@ -160,7 +160,7 @@ def generated_trace(days: float = 31, step: float = 300, mean: float = 400, ampl
     return pd.Series(np.maximum(values, 0.0), index=index, name="generated")
 
 
-def site_trace(site: SiteConfig, cfg: CurtailConfig, data_dir: Path | None, seed: int = 0) -> pd.Series:
+def site_trace(site: GridSiteConfig, cfg: CurtailConfig, data_dir: Path | None, seed: int = 0) -> pd.Series:
     """A site's MCI in kg/kWh, shifted; a generated trace (seeded) when there is no data dir."""
     if data_dir is None:
         raw = generated_trace(seed=seed)

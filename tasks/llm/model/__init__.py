@@ -1,0 +1,1 @@
+"""The GPT and what is computed from it alone: optimizers, fused loss, KV cache, FLOPs, bits per byte."""
