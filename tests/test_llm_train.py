@@ -53,9 +53,9 @@ def test_stage_config_overrides_and_errors():
 def test_plan_budget_and_bad_batch(shared_data):
     src = byte_source(shared_data)
     assert plan_steps(tiny_cfg(token_budget=1280, mode="ddp", workers=2), src) == (5, 1)
-    assert plan_steps(tiny_cfg(totalbatch_tokens=512), src) == (20, 4)
+    assert plan_steps(tiny_cfg(total_batch_tokens=512), src) == (20, 4)
     with pytest.raises(ValueError, match="not a multiple"):
-        plan_steps(tiny_cfg(totalbatch_tokens=500), src)
+        plan_steps(tiny_cfg(total_batch_tokens=500), src)
 
 
 def test_token_source_parts_are_disjoint_and_resume(shared_data):

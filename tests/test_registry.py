@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from tasks.common import registry
+from tasks.common import model_registry
 from tasks.common.errors import InputError
 from tasks.common.model_registry import RegistryError
 from tasks.llm.train.checkpoint import load_model, read_meta, resolve_checkpoint
@@ -21,7 +21,7 @@ from test_llm_train import tiny_cfg
 def model_cache(tmp_path, monkeypatch):
     """Downloads go to this test's folder, not the checkout's .cache."""
     folder = tmp_path / "model-cache"
-    monkeypatch.setattr(registry, "cache_root", lambda: folder)
+    monkeypatch.setattr(model_registry, "cache_root", lambda: folder)
     return folder
 
 

@@ -20,11 +20,11 @@ def plan_steps(cfg: PretrainConfig, source: BatchSource) -> tuple[int, int]:
     per_forward = batch_tokens(source, cfg)
     world = cfg.world_size
     accum = 1
-    if cfg.totalbatch_tokens:
-        if cfg.totalbatch_tokens % (per_forward * world):
-            raise InputError(f"totalbatch_tokens={cfg.totalbatch_tokens} is not a multiple of "
+    if cfg.total_batch_tokens:
+        if cfg.total_batch_tokens % (per_forward * world):
+            raise InputError(f"total_batch_tokens={cfg.total_batch_tokens} is not a multiple of "
                              f"{world} worker(s) x {per_forward} tokens per forward")
-        accum = cfg.totalbatch_tokens // (per_forward * world)
+        accum = cfg.total_batch_tokens // (per_forward * world)
     steps = math.ceil(cfg.token_budget / (per_forward * world * accum)) if cfg.token_budget else cfg.steps
     if steps < 1:
         raise InputError("nothing to train: steps and token_budget are both 0")
