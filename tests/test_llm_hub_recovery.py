@@ -11,6 +11,7 @@ from test_llm_train import tiny_cfg
 from test_sdc import byte_source
 
 from tasks.federated.config import LinkConfig
+from tasks.federated.messages import RoundMessage, RoundReply
 from tasks.llm.config import SdcGuardConfig, SiteConfig
 from tasks.llm.sites.hub import outer_selection
 from tasks.llm.train.run import run_training
@@ -64,19 +65,19 @@ def test_error_feedback_residuals_are_checkpointed_and_dropped_with_fresh_parame
         return w
 
     first = worker(None)
-    reply = first.train_round({"steps": 1, "lr_step": 0, "send": True})
-    assert reply["packet"].nbytes == N_PARAMS + 4 * math.ceil(N_PARAMS / 256)
+    reply = first.train_round(RoundMessage(steps=1, lr_step=0, send=True))
+    assert reply.packet.nbytes == N_PARAMS + 4 * math.ceil(N_PARAMS / 256)
     residual = first.encoder.residual
     assert residual is not None and residual.abs().max() > 0
     saved = first.state()
     assert torch.equal(saved["residual"], residual)
-    params = [ray_module.put(encode(torch.zeros(N_PARAMS), "fp32"))]
+    params = ray_module.put(encode(torch.zeros(N_PARAMS), "fp32"))
     resumed = worker(saved)  # resuming: inner state and residual come back, and stay with the global parameters
-    resumed.train_round({"steps": 0, "lr_step": 1, "send": False, "fresh_inner": False, "params": params})
+    resumed.train_round(RoundMessage(steps=0, lr_step=1, send=False, fresh_inner=False, params=params))
     assert torch.equal(resumed.encoder.residual, residual) and any(opt.state for opt in resumed.optimizers)
-    first.train_round({"steps": 0, "lr_step": 1, "send": False, "fresh_inner": True, "params": params})
+    first.train_round(RoundMessage(steps=0, lr_step=1, send=False, fresh_inner=True, params=params))
     assert first.encoder.residual is None  # it belonged to parameters the site no longer holds
-    assert first.train_round({"steps": 1, "lr_step": 1, "send": True})["packet"].nbytes == reply["packet"].nbytes
+    assert first.train_round(RoundMessage(steps=1, lr_step=1, send=True)).packet.nbytes == reply.packet.nbytes
 
 
 def test_a_killed_site_rejoins_at_a_round_boundary_as_a_fresh_worker(tmp_path, mlflow_store, ray_module):
@@ -99,8 +100,8 @@ def test_a_killed_site_rejoins_at_a_round_boundary_as_a_fresh_worker(tmp_path, m
 def test_the_outer_rule_compares_norms_per_token():
     guard = SdcGuardConfig(enabled=True, outer_ratio=1.5)
 
-    def reply(norm: float, tokens: int) -> dict:
-        return {"packet": None, "norm": norm, "delta_tokens": tokens}
+    def reply(norm: float, tokens: int) -> RoundReply:
+        return RoundReply(packet="a pseudo-gradient", norm=norm, delta_tokens=tokens)
 
     longer = {"a": reply(1.0, 100), "b": reply(2.0, 200), "c": reply(1.1, 100)}  # b trained twice as long
     assert outer_selection(longer, guard) == (["a", "b", "c"], {})

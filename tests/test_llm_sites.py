@@ -11,9 +11,10 @@ from test_sdc import byte_source
 
 from tasks.common.errors import InputError
 from tasks.federated.config import LinkConfig
+from tasks.federated.messages import RoundMessage
 from tasks.llm.config import SiteConfig
 from tasks.llm.train.device import resolve_device
-from tasks.llm.sites.diloco import OuterState, weighted_mean
+from tasks.federated.strategy import OuterState, weighted_mean
 from tasks.federated.link import Link, TransferLog, ring_allreduce
 from tasks.llm.train.run import run_training
 from tasks.federated.wire import Encoder, decode, encode
@@ -107,7 +108,7 @@ def test_outer_step_is_token_weighted_nesterov_and_sites_can_mirror_it_exactly()
     torch.testing.assert_close(weighted_mean([a, b], [300, 100]), torch.full((6,), 1.75))  # 3:1, not 1:1
     with pytest.raises(ValueError, match="nothing to average"):
         weighted_mean([], [])
-    from tasks.llm.config import DilocoConfig
+    from tasks.federated.config import DilocoConfig
 
     lr, m = 0.7, 0.9
     outer = OuterState(torch.ones(6), DilocoConfig(outer_lr=lr, outer_momentum=m))
@@ -130,13 +131,13 @@ def test_a_joining_worker_starts_from_the_global_parameters_with_fresh_inner_sta
     site = SiteConfig(name="late", link=LinkConfig(**LINK))
     worker = SiteWorker(tiny_cfg(mode="diloco"), byte_source(), site, 0, 0, 1, "cpu", None)
     worker.start(None, 1, None)
-    first = worker.train_round({"steps": 2, "lr_step": 0, "send": True})
-    assert len(first["losses"]) == 2 and first["tokens"] == 2 * PER_STEP and first["packet"].nbytes == 4 * N_PARAMS
+    first = worker.train_round(RoundMessage(steps=2, lr_step=0, send=True))
+    assert len(first.losses) == 2 and first.tokens == 2 * PER_STEP and first.packet.nbytes == 4 * N_PARAMS
     assert worker.link.stats.bytes_sent == 4 * N_PARAMS
     assert any(opt.state for opt in worker.optimizers)
     global_params = torch.randn(N_PARAMS)
-    worker.train_round({"steps": 0, "lr_step": 2, "send": False, "fresh_inner": True,
-                        "params": [ray_module.put(encode(global_params, "fp32"))]})
+    worker.train_round(RoundMessage(steps=0, lr_step=2, send=False, fresh_inner=True,
+                                    params=ray_module.put(encode(global_params, "fp32"))))
     assert torch.equal(torch.cat([p.detach().reshape(-1) for p in worker.params]), global_params)
     assert not any(opt.state for opt in worker.optimizers)
     assert worker.link.stats.bytes_received == 4 * global_params.numel()

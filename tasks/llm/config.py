@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from tasks.common.config import Overrides, StrictModel
 from tasks.common.errors import InputError
-from tasks.federated.config import LinkConfig
+from tasks.federated.config import DilocoConfig, LinkConfig
 
 Mode = Literal["single", "ddp", "diloco"]
 Precision = Literal["auto", "bf16", "fp32"]  # auto: bf16 only where it is fast (tasks/common/precision.py)
@@ -37,17 +37,6 @@ class TokenizerConfig(StrictModel):
     download_timeout_s: float = Field(10.0, gt=0)
     generated_chars: int = Field(400_000, ge=1000, description="size of the corpus `generated` (used when no data dir)")
     seed: int = 0
-
-
-class DilocoConfig(StrictModel):
-    inner_steps: int = Field(50, ge=1, description="H: local optimizer steps between synchronisations")
-    outer_lr: float = Field(0.7, gt=0)
-    outer_momentum: float = Field(0.9, ge=0, lt=1)
-    nesterov: bool = True
-    transfer_dtype: Literal["fp32", "bf16", "fp16", "int8"] = Field(
-        "fp32", description="dtype of pseudo-gradients and outer updates on the wire; int8 has one fp32 scale per block")
-    int8_block: int = Field(256, ge=8, description="elements per int8 scale")
-    error_feedback: bool = Field(False, description="carry each site's and the hub's quantisation error into its next message")
 
 
 class OptimConfig(StrictModel):

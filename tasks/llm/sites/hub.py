@@ -1,10 +1,12 @@
 """Training across sites through a hub: elastic, fault-tolerant DiLoCo (and DDP across sites).
 
-The driver is the hub. It holds the global parameters and DiLoCo's outer optimizer
-(tasks/llm/sites/diloco.py) and drives the sites one round at a time through Ray's object store:
-it puts one message per round, each site's workers (tasks/llm/sites/worker.py) fetch it over their
-emulated link (tasks/federated/link.py), train, and the site's first worker sends back its
-pseudo-gradient (DiLoCo) or gradient (DDP, a round per step) with the tokens it processed.
+The driver is the hub: a round loop over a pool of sites (tasks/federated/pool.py) and a sync rule
+(tasks/federated/strategy.py: `DiLoCo`, or `DDPAcrossSites`), with the GPT plugged in. Each round
+the rule says what every active site gets (`configure_fit`), the hub puts it into Ray's object
+store as one typed message per site (tasks/federated/messages.py), each site's workers
+(tasks/llm/sites/worker.py) fetch it over their emulated link (tasks/federated/link.py), train,
+and the site's first worker replies with its pseudo-gradient (DiLoCo) or gradient (DDP, a round
+per step) and the tokens it processed; the rule makes the global step of the replies (`aggregate_fit`).
 
 Membership is not fixed. A round completes with the sites that report: a site whose actor dies,
 raises or misses `round_timeout_s` is dropped (its other workers are killed) and the rest go on;
@@ -21,38 +23,33 @@ checks the link model against each transfer's wall-clock time (tasks/federated/l
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from tasks.common.atomic import atomic_dir
-from tasks.common.precision import cpu_model, resolve_precision, torch_dtype
+from tasks.common.precision import resolve_precision, torch_dtype
 from tasks.common.progress import Progress
-from tasks.llm.model.bpb import bits_per_byte
-from tasks.llm.train.checkpoint import (
-    load_state,
-    load_weights,
-    mark_latest,
-    read_meta,
-    save_checkpoint,
-)
-from tasks.llm.config import PretrainConfig, SiteConfig
-from tasks.llm.data.batches import BatchSource
-from tasks.llm.sites.diloco import OuterState, weighted_mean
-from tasks.llm.model.flops import device_name, utilisation
 from tasks.federated.link import TransferLog
 from tasks.federated.membership import MembershipTimeline
+from tasks.federated.messages import RoundMessage, RoundReply
+from tasks.federated.pool import Member, Pool
+from tasks.federated.strategy import DDPAcrossSites, DiLoCo, Strategy
+from tasks.federated.wire import flatten, unflatten_into
+from tasks.llm.config import PretrainConfig
+from tasks.llm.data.batches import BatchSource
+from tasks.llm.model.bpb import bits_per_byte
+from tasks.llm.model.flops import device_name
 from tasks.llm.sdc.guard import healthy_sites
 from tasks.llm.train.build import batch_tokens, build_model, plan_steps
-from tasks.llm.train.records import Due, MlflowLogger
+from tasks.llm.train.checkpoint import (load_state, load_weights, publish_checkpoint, read_meta, save_checkpoint,
+                                        staging_folder, write_final_model)
+from tasks.llm.train.records import Due, MlflowLogger, checkpoint_meta, run_summary
 from tasks.llm.train.run_folder import progress_log
-from tasks.federated.wire import decode, encode, flatten, unflatten_into
 
 
 @dataclass
@@ -74,39 +71,6 @@ def default_schedule(cfg: PretrainConfig, steps: int) -> list[RoundPlan]:
     return rounds
 
 
-@dataclass
-class Member:
-    """A site the hub knows: its workers, the outer version its parameters match (-1: needs all of them),
-    its current failure, every drop and rejoin, and its link counts (`stats`: this incarnation's)."""
-
-    site: SiteConfig
-    workers: list = field(default_factory=list)
-    pids: list[int] = field(default_factory=list)
-    version: int = 0
-    restored: bool = False
-    tokens: int = 0
-    failure: str = ""
-    failed_round: int | None = None
-    stats: dict = field(default_factory=dict)
-    earlier_stats: dict = field(default_factory=dict)
-    positions: list = field(default_factory=list)
-    drops: list[dict] = field(default_factory=list)
-    rejoins: list[int] = field(default_factory=list)
-
-    @property
-    def up(self) -> bool:
-        return bool(self.workers) and not self.failure
-
-    def link(self) -> dict:
-        """Link counts over every incarnation of the site's workers."""
-        keys = set(self.stats) | set(self.earlier_stats)
-        return {k: self.stats.get(k, 0) + self.earlier_stats.get(k, 0) for k in keys}
-
-    def fail(self, r: int, why: str) -> None:
-        self.failure, self.failed_round = why, r
-        self.drops.append({"round": r, "reason": why})
-
-
 class Hub:
     def __init__(self, cfg: PretrainConfig, source: BatchSource, ctx, schedule: list[RoundPlan] | None = None):
         self.cfg, self.source, self.ctx = cfg, source, ctx
@@ -117,9 +81,9 @@ class Hub:
             self.lr_steps.append(self.lr_steps[-1] + max(rp.steps.values(), default=0))
         self.diloco = cfg.mode == "diloco"
         self.model, self.init_meta = build_model(cfg, getattr(source, "vocab_size", None), ctx.init_checkpoint)
-        self.outer = OuterState(flatten(self.model.parameters()), cfg.diloco)
+        self.rule = self._rule()
         self.sites = cfg.site_list()
-        self.members = {s.name: Member(s) for s in self.sites}
+        self.pool = Pool(self.sites)
         offsets = [0]
         for s in self.sites:
             offsets.append(offsets[-1] + s.workers)
@@ -127,10 +91,17 @@ class Hub:
         self.data_world = offsets[-1]
         self.timeline = MembershipTimeline([s.name for s in self.sites])
         self.history, self.evals, self.sync_rounds, self.start_round, self.site_states = [], [], 0, 0, {}
-        self.sdc_rows, self.last_update, self.pending = [], None, None
+        self.sdc_rows = []
         self.transfers, self.split = TransferLog(), {"compute": 0.0, "comm": 0.0}
         if ctx.resume_from:
             self._restore(Path(ctx.resume_from))
+
+    def _rule(self) -> Strategy:
+        """The sync rule over the model's current parameters; DiLoCo averages what the SDC outer rule keeps."""
+        flat = flatten(self.model.parameters())
+        if self.diloco:
+            return DiLoCo(flat, self.cfg.diloco, select=functools.partial(outer_selection, guard=self.cfg.sdc.guard))
+        return DDPAcrossSites(flat, self.cfg.diloco)
 
     # ---- the loop ------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -138,7 +109,7 @@ class Hub:
         precision = resolve_precision(cfg.precision, ctx.device)
         self.autocast = precision == "bf16"
         logger = MlflowLogger(ctx)
-        logger.tags({"precision": precision, "sites": ",".join(self.members), **_hardware(ctx.device)})
+        logger.tags({"precision": precision, "sites": ",".join(self.pool.members), **_hardware(ctx.device)})
         label = f"{ctx.stage}/{cfg.mode}"
         progress = Progress(self.lr_steps[-1], label, unit="tok", log_file=progress_log(ctx.out_dir))
         start_step = self.lr_steps[self.start_round]
@@ -152,26 +123,20 @@ class Hub:
                 rp = self.schedule[r]
                 self._admit(r, rp, progress.say)  # a site's start (processes, model build) is not training time
                 t0 = time.perf_counter()
-                active = [m for m in self.members.values() if m.up and rp.steps.get(m.site.name, 0) > 0]
-                if all(m.failure for m in self.members.values()) and not (
-                        self.diloco and any(m.site.rejoin_after for m in self.members.values())):
+                active = self.pool.active(rp.steps)
+                if self.pool.all_failed() and not (self.diloco and self.pool.any_may_rejoin()):
                     raise RuntimeError(f"round {r}: every site has failed "
-                                       f"({'; '.join(f'{m.site.name}: {m.failure}' for m in self.members.values())})")
+                                       f"({'; '.join(f'{m.name}: {m.failure}' for m in self.pool)})")
                 sync = rp.sync or r == len(self.schedule) - 1
                 replies = self._round(r, active, rp, sync)
-                states = {}
-                for m in self.members.values():
-                    states[m.site.name] = self._state_of(m, r, rp, replies, sync)
-                if replies:
-                    if self.diloco and sync:
-                        self.last_update = self._outer_step(r, replies, states) or self.last_update
-                    elif not self.diloco:
-                        self.pending = self._average_gradients(replies)
-                    self.sync_rounds += bool(sync and len(replies) >= 1)
+                states = {m.name: self.pool.state_of(m, r, rp.steps, m.name in replies, sync) for m in self.pool}
+                if replies and (sync or self.rule.syncs_every_step):
+                    self._exclude(r, self.rule.aggregate_fit(replies, self.pool.members), states)
+                self.sync_rounds += bool(sync and replies)
                 self.timeline.add(r, states)
                 losses = _mean_losses(replies)
                 self.history.extend(losses)
-                round_tokens = sum(rep["tokens"] for rep in replies.values())
+                round_tokens = sum(rep.tokens for rep in replies.values())
                 tokens_done += round_tokens
                 seconds = time.perf_counter() - t0
                 train_seconds += seconds
@@ -205,114 +170,84 @@ class Hub:
                 self._apply_pending(len(self.schedule) - 1)
             finals = self._finish_workers()
         finally:
-            for m in self.members.values():
+            for m in self.pool:
                 self._stop(m)
         summary = self._summary(latest, train_seconds, tokens_done, finals, precision)
         self._record(logger, summary)
         return summary
 
-    def _round(self, r: int, active: list[Member], rp: RoundPlan, sync: bool) -> dict[str, dict]:
-        """Send each active site its message, kill what the fault injection says, collect the replies."""
-        futures = {}
+    def _round(self, r: int, active: list[Member], rp: RoundPlan, sync: bool) -> dict[str, RoundReply]:
+        """Send each active site the rule's payload, kill what the fault injection says, collect the replies."""
+        payloads = self.rule.configure_fit({m.name: m for m in active})
+        method = "train_round" if self.diloco else "ddp_step"
+        refs, futures = {}, {}
         for m in active:
-            msg = self._message(m, r, rp, sync, len(active))
-            method = "train_round" if self.diloco else "ddp_step"
-            msg["sent_at"] = time.time()  # the wall clock of the link check (tasks/federated/link.py TransferLog)
-            futures[m.site.name] = [getattr(w, method).remote(msg) for w in m.workers]
-        self.pending = None  # DDP: sent with the messages; this round's replies make the next one
+            payload = payloads[m.name]
+            msg = RoundMessage(steps=rp.steps[m.name], lr_step=self.lr_steps[r], send=sync, ring=len(active),
+                               fresh_inner=not m.restored, grad_ring=payload.get("grad_ring"),
+                               **{k: self._put(payload[k], refs) for k in ("params", "update", "grad") if k in payload})
+            m.restored = False
+            msg.sent_at = time.time()  # the wall clock of the link check (tasks/federated/link.py TransferLog)
+            futures[m.name] = [getattr(w, method).remote(msg) for w in m.workers]
         for kill in self.cfg.kill:
-            m = self.members.get(kill.site)
-            if kill.round == r and m is not None and m.site.name in futures:  # its message is in flight
+            m = self.pool.members.get(kill.site)
+            if kill.round == r and m is not None and m.name in futures:  # its message is in flight
                 os.kill(m.pids[kill.worker], signal.SIGKILL)
         replies = self._gather(r, futures)
         for name, rep in replies.items():
-            self.members[name].tokens += rep["tokens"]
+            self.pool.members[name].tokens += rep.tokens
         return replies
 
-    def _gather(self, r: int, futures: dict[str, list]) -> dict[str, dict]:
+    @staticmethod
+    def _put(packet, refs: dict):
+        """One object-store copy per payload and round, however many sites fetch it."""
+        import ray
+
+        if id(packet) not in refs:
+            refs[id(packet)] = ray.put(packet)
+        return refs[id(packet)]
+
+    def _gather(self, r: int, futures: dict[str, list]) -> dict[str, RoundReply]:
         """The sites' replies (a site's first worker speaks for it); failures dropped, transfers logged."""
-        replies, failed = _collect(futures, self.cfg.round_timeout_s, lambda name: self._stop(self.members[name]))
+        replies, failed = _collect(futures, self.cfg.round_timeout_s, lambda name: self._stop(self.pool.members[name]))
         for name, why in failed.items():
-            self.members[name].fail(r, why)
+            self.pool.members[name].fail(r, why)
         for name, reps in replies.items():
-            m, lead = self.members[name], reps[0]
-            m.stats = lead.get("link", m.stats)
-            m.positions = [rep.get("position") for rep in reps]
-            for t in lead.get("transfers", []):
-                self.transfers.add(t["model_s"], t["started_at"], t["ended_at"])
-            if "outbound" in lead:
-                self.transfers.add(lead["outbound"]["model_s"], lead["outbound"]["started_at"], lead["arrived_at"])
+            m, lead = self.pool.members[name], reps[0]
+            m.stats = lead.link if lead.link is not None else m.stats
+            m.positions = [rep.position for rep in reps]
+            for t in lead.transfers + ([lead.outbound] if lead.outbound is not None else []):
+                self.transfers.add(t.model_s, t.started_at, t.ended_at)
         return {name: reps[0] for name, reps in replies.items()}
 
-    def _split_time(self, replies: dict[str, dict]) -> None:
+    def _split_time(self, replies: dict[str, RoundReply]) -> None:
         """The round waited for its slowest site: count that site's compute and link seconds."""
         if replies:
-            slowest = max(replies.values(), key=lambda rep: rep["compute_s"] + rep["comm_s"])
-            self.split["compute"] += slowest["compute_s"]
-            self.split["comm"] += slowest["comm_s"]
+            slowest = max(replies.values(), key=lambda rep: rep.compute_s + rep.comm_s)
+            self.split["compute"] += slowest.compute_s
+            self.split["comm"] += slowest.comm_s
 
-    def _message(self, m: Member, r: int, rp: RoundPlan, sync: bool, ring: int) -> dict:
-        import ray
-
-        msg = {"steps": rp.steps[m.site.name], "lr_step": self.lr_steps[r], "send": sync, "compute": True,
-               "params": None, "update": None, "grad": None, "ring": ring, "fresh_inner": not m.restored}
-        if self.diloco:
-            if m.version == self.outer.version - 1 and self.last_update is not None:
-                msg["update"] = [self.last_update]
-            elif m.version != self.outer.version:
-                msg["params"] = [ray.put(encode(self.outer.params.detach(), "fp32"))]
-            m.version = self.outer.version
-        else:
-            if m.version < 0:
-                msg["params"] = [ray.put(encode(self.outer.params.detach(), "fp32"))]
-                m.version = 0
-            if self.pending is not None:
-                msg["grad"], msg["grad_ring"] = [self.pending[0]], self.pending[1]
-        m.restored = False
-        return msg
-
-    def _outer_step(self, r: int, replies: dict[str, dict], states: dict[str, str]):
-        """Token-weighted average of the sound pseudo-gradients (`outer_selection`), the outer step. A site
-        whose pseudo-gradient was not finite gets the global parameters in full next, with fresh inner state."""
-        import ray
-
-        names, left_out = outer_selection(replies, self.cfg.sdc.guard)
+    def _exclude(self, r: int, left_out: dict[str, str], states: dict[str, str]) -> None:
+        """Sites whose pseudo-gradients the outer step left out: their timeline cell and an SDC event each."""
         for n, why in left_out.items():
             states[n] = "excluded"
             self.sdc_rows.append({"step": self.lr_steps[r + 1], "rank": self.data_rank[n], "event": "outer_exclude",
                                   "detail": f"site {n} {why}"})
-            if not math.isfinite(replies[n]["norm"]):
-                self.members[n].version = -1
-        if not names:
-            return None  # nothing sound: the global parameters stay (every site reported non-finite: see above)
-        mean = weighted_mean([decode(replies[n]["packet"]) for n in names], [replies[n]["delta_tokens"] for n in names])
-        return ray.put(self.outer.step(mean))
-
-    def _average_gradients(self, replies: dict[str, dict]) -> tuple:
-        """DDP across sites: the token-weighted mean gradient, for every site to apply with its next message,
-        and how many sites the all-reduce spanned (what each site's link pays to receive it)."""
-        import ray
-
-        names = list(replies)
-        mean = weighted_mean([decode(replies[n]["packet"]) for n in names], [replies[n]["tokens"] for n in names])
-        return ray.put(encode(mean, "fp32")), len(names)
 
     def _apply_pending(self, r: int) -> None:
         """DDP: the averaged gradient of the last step, applied now (before an evaluation, a checkpoint, a site's
-        rejoin or the end); the hub's copy of the parameters follows."""
+        rejoin or the end); the rule's copy of the parameters follows."""
         import ray
 
-        if self.pending is None:
+        pending = self.rule.take_pending()
+        if pending is None:
             return
-        ups = [m for m in self.members.values() if m.up]
-        msg = {"grad": [self.pending[0]], "grad_ring": self.pending[1], "compute": False, "params": None,
-               "update": None, "sent_at": time.time()}
-        self.pending = None
-        self._gather(r, {m.site.name: [w.ddp_step.remote(msg) for w in m.workers] for m in ups})
-        first = next((m for m in self.members.values() if m.up), None)
-        if first is not None:  # every DDP site holds the same parameters: the hub keeps a copy for eval and checkpoints
-            with torch.no_grad():
-                self.outer.params.copy_(ray.get(first.workers[0].parameters.remote()))
+        ups = self.pool.up()
+        msg = RoundMessage(grad=self._put(pending[0], {}), grad_ring=pending[1], compute=False, sent_at=time.time())
+        self._gather(r, {m.name: [w.ddp_step.remote(msg) for w in m.workers] for m in ups})
+        first = next(iter(self.pool.up()), None)
+        if first is not None:  # every DDP site holds the same parameters
+            self.rule.adopt(ray.get(first.workers[0].parameters.remote()))
 
     def _record(self, logger, summary: dict) -> None:
         """Per-site metrics and failures, and the membership timeline as CSV and PNG, into the run."""
@@ -334,39 +269,22 @@ class Hub:
         for name in ("membership.csv", "membership.png"):
             logger.client.log_artifact(logger.run_id, str(out / name))
 
-    def _state_of(self, m: Member, r: int, rp: RoundPlan, replies: dict, sync: bool) -> str:
-        name = m.site.name
-        if name in replies:
-            return "synced" if sync else "local"
-        if m.failed_round == r:
-            return "failed"
-        if rp.steps.get(name, 0) > 0:
-            return "missed" if m.failure else "absent"
-        return "idle" if m.up else "absent"
-
     # ---- sites coming and going ----------------------------------------------------------------------
     def _admit(self, r: int, rp: RoundPlan, say) -> None:
-        """Start the sites scheduled from this round that have no workers yet, restart those due back after a
-        failure; stop those that left."""
-        starting, back = [], []
-        for m in self.members.values():
-            site = m.site
-            scheduled = rp.steps.get(site.name, 0) > 0
-            if m.up and site.leave_round and r >= site.leave_round:
-                say(f"[{self.ctx.stage}] round {r}: site {site.name} leaves")
-                self._stop(m)
-            elif not m.workers and not m.failure and scheduled:
-                starting.append(m)
-                if r > 0:
-                    say(f"[{self.ctx.stage}] round {r}: site {site.name} joins")
-            elif m.failure and site.rejoin_after and scheduled and r >= m.failed_round + site.rejoin_after:
-                back.append(m)
-                say(f"[{self.ctx.stage}] round {r}: site {site.name} rejoins (dropped in round {m.failed_round}: "
-                    f"{m.failure})")
-        if starting:
-            self._start(starting, joining=r > self.start_round or self.ctx.resume_from is not None)
-        if back:
-            self._rejoin(r, back)
+        """Stop the sites that left; start the sites scheduled from this round that have no workers yet, restart
+        those due back after a failure."""
+        due = self.pool.admissions(r, rp.steps)
+        for m in due.leaving:
+            say(f"[{self.ctx.stage}] round {r}: site {m.name} leaves")
+            self._stop(m)
+        for m in due.starting if r > 0 else ():
+            say(f"[{self.ctx.stage}] round {r}: site {m.name} joins")
+        for m in due.back:
+            say(f"[{self.ctx.stage}] round {r}: site {m.name} rejoins (dropped in round {m.failed_round}: {m.failure})")
+        if due.starting:
+            self._start(due.starting, joining=r > self.start_round or self.ctx.resume_from is not None)
+        if due.back:
+            self._rejoin(r, due.back)
 
     def _rejoin(self, r: int, members: list[Member]) -> None:
         """Restart dropped sites as fresh processes with the full global parameters; a DDP site also with the
@@ -382,12 +300,11 @@ class Hub:
         except (RayActorError, RayTaskError) as exc:  # a worker died before it could start
             failed = {m.site.name: f"its restart failed ({type(exc).__name__})" for m in members}
         for m in members:
-            if m.site.name in failed:
+            if m.name in failed:
                 self._stop(m)
-                m.fail(r, failed[m.site.name])
+                m.fail(r, failed[m.name])
             else:
-                m.failure, m.failed_round = "", None
-                m.rejoins.append(r)
+                self.pool.rejoined(m, r)
 
     def _start_states(self, m: Member, rejoin: bool) -> list[dict | None]:
         """What each of the site's workers starts from: its checkpointed state (resuming), its data position only
@@ -407,7 +324,7 @@ class Hub:
         """DDP: the optimizer state every replica holds, from a running site or else from the checkpoint."""
         import ray
 
-        up = next((m for m in self.members.values() if m.up), None)
+        up = next(iter(self.pool.up()), None)
         if up is not None:
             return ray.get(up.workers[0].state.remote())["optimizers"]
         return next((self.site_states[k]["optimizers"] for k in sorted(self.site_states)
@@ -445,7 +362,7 @@ class Hub:
             mine = states[m.site.name]
             started[m.site.name] = [w.start.remote(url, threads, mine[i]) for i, w in enumerate(m.workers)]
             m.restored = all(s is not None and s.get("optimizers") is not None for s in mine)
-            m.version = -1 if joining else self.outer.version
+            m.version = -1 if joining else self.rule.version
         if not rejoin:
             ray.get([ref for refs in started.values() for ref in refs])
             return {}
@@ -462,10 +379,9 @@ class Hub:
         import ray
 
         finals = {}
-        for m in self.members.values():
-            if m.up:
-                finals[m.site.name] = ray.get([w.finish.remote() for w in m.workers])
-                m.stats = finals[m.site.name][0]["link"]
+        for m in self.pool.up():
+            finals[m.name] = ray.get([w.finish.remote() for w in m.workers])
+            m.stats = finals[m.name][0]["link"]
         return finals
 
     def _replicas_identical(self, finals: dict[str, list[dict]]) -> bool | None:
@@ -476,7 +392,7 @@ class Hub:
 
     # ---- evaluation, checkpoints, summary --------------------------------------------------------
     def _evaluate(self, token_bytes) -> float:
-        unflatten_into(list(self.model.parameters()), self.outer.params.detach())
+        unflatten_into(list(self.model.parameters()), self.rule.params.detach())
         return bits_per_byte(self.model, self.source.val_batches(self.cfg.eval_tokens), token_bytes, self.autocast)
 
     def _checkpoint(self, next_round: int, step: int) -> Path:
@@ -484,35 +400,26 @@ class Hub:
         import ray
 
         root = Path(self.ctx.out_dir) / "checkpoints"
-        final = root / f"step_{step:06d}"
-        tmp = root / f".{final.name}.tmp"
+        tmp = staging_folder(root, step)
         shutil.rmtree(tmp, ignore_errors=True)
-        states = {"outer": self.outer.state_dict()}
-        for m in self.members.values():
-            if m.up:
-                for i, state in enumerate(ray.get([w.state.remote() for w in m.workers])):
-                    states[f"site-{m.site.name}-w{i}"] = state
-        unflatten_into(list(self.model.parameters()), self.outer.params.detach())
-        meta = {"step": step, "round": next_round, "history": self.history, "evals": self.evals,
-                "comm": self._comm_metrics(), "sync_rounds": self.sync_rounds, "stage": self.ctx.stage,
-                "mode": self.cfg.mode, "world_size": self.data_world, "states": sorted(states),
-                "sites": [m.site.name for m in self.members.values()], "timeline": self.timeline.rows,
-                "config": self.cfg.model_dump(mode="json"),
-                "tokenizer": getattr(self.source, "tokenizer_path", "") or self.init_meta.get("tokenizer", ""),
-                "mlflow_run_id": self.ctx.mlflow_run_id}
+        states = {"outer": self.rule.state_dict()}
+        for m in self.pool.up():
+            for i, state in enumerate(ray.get([w.state.remote() for w in m.workers])):
+                states[f"site-{m.name}-w{i}"] = state
+        unflatten_into(list(self.model.parameters()), self.rule.params.detach())
+        meta = checkpoint_meta(self.cfg, self.ctx, self.source, self.init_meta, step=step, history=self.history,
+                               evals=self.evals, comm=self._comm_metrics(), world=self.data_world, round=next_round,
+                               sync_rounds=self.sync_rounds, states=sorted(states), sites=list(self.pool.members),
+                               timeline=self.timeline.rows)
         save_checkpoint(tmp, self.model, states, meta)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        mark_latest(root, final)
-        return final
+        return publish_checkpoint(root, step)
 
     def _restore(self, folder: Path) -> None:
         meta = read_meta(folder)
         load_weights(self.model, folder)
-        self.outer = OuterState(flatten(self.model.parameters()), self.cfg.diloco)
+        self.rule = self._rule()
         if self.diloco:
-            self.outer.load_state_dict(load_state(folder / "outer.pt"))
+            self.rule.load_state_dict(load_state(folder / "outer.pt"))
         for name in meta["states"]:
             if name.startswith("site-"):
                 self.site_states[name[5:]] = load_state(folder / f"{name}.pt")
@@ -523,19 +430,18 @@ class Hub:
 
     def _comm_metrics(self) -> dict[str, float]:
         """What the busiest site has moved over its link so far, as the summary reports it."""
-        stats = [m.link() for m in self.members.values()]
+        stats = [m.link() for m in self.pool]
         return {"comm_bytes": max((s.get("bytes_sent", 0) + s.get("bytes_received", 0) for s in stats), default=0),
                 "comm_seconds": max((s.get("seconds", 0.0) for s in stats), default=0.0),
                 "sync_rounds": self.sync_rounds}
 
     def _summary(self, latest: Path | None, train_seconds: float, tokens: int, finals: dict, precision: str) -> dict:
-        model_dir = Path(self.ctx.out_dir) / "model"
-        unflatten_into(list(self.model.parameters()), self.outer.params.detach())
-        with atomic_dir(model_dir) as tmp:
-            save_checkpoint(tmp, self.model, {}, read_meta(latest) if latest else {"step": self.lr_steps[-1]})
+        unflatten_into(list(self.model.parameters()), self.rule.params.detach())
+        model_dir = write_final_model(self.ctx.out_dir, self.model,
+                                      read_meta(latest) if latest else {"step": self.lr_steps[-1]})
         sites, dropped = {}, []
-        for m in self.members.values():
-            name = m.site.name
+        for m in self.pool:
+            name = m.name
             link = m.link()
             missed = self.timeline.rounds_in(name, "missed")
             for d in m.drops:  # the rounds it missed until it was back, or dropped again
@@ -549,28 +455,20 @@ class Hub:
                            "rejoined_rounds": list(m.rejoins), "missed_rounds": missed,
                            "bytes_sent": link.get("bytes_sent", 0), "bytes_received": link.get("bytes_received", 0),
                            "transfers": link.get("transfers", 0), "comm_seconds": link.get("seconds", 0.0)}
-        rate = tokens / train_seconds if train_seconds > 0 else 0.0
-        flops_per_token = self.model.num_flops_per_token()
-        dtype = torch_dtype(precision)
-        mfu, peak = utilisation(flops_per_token * rate / max(1, self.data_world), dtype, self.ctx.device)
         events = [row for per_site in finals.values() for w in per_site for row in w.get("sdc_events", [])]
-        summary = {
-            "stage": self.ctx.stage, "mode": self.cfg.mode, "workers": self.data_world, "steps": self.steps,
-            "grad_accum": self.accum, "tokens": tokens, "rounds": len(self.schedule),
-            "planned_tokens": self.steps * self.accum * self.data_world * batch_tokens(self.source, self.cfg),
-            "final_train_loss": self.history[-1] if self.history else float("nan"),
-            "val_bpb": self.evals[-1]["val_bpb"] if self.evals else None,
-            "tokens_per_s": rate, "mfu": mfu, "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
-            "precision": precision, "cpu": cpu_model(), "device": device_name(self.ctx.device),
-            "comm_bytes_per_worker": max((s["bytes_sent"] + s["bytes_received"] for s in sites.values()), default=0),
-            "comm_seconds": max((s["comm_seconds"] for s in sites.values()), default=0.0),
-            "sync_rounds": self.sync_rounds, "train_seconds": train_seconds, "history": self.history,
-            "evals": self.evals, "model_dir": str(model_dir), "n_params": self.outer.params.numel(),
-            "compute_seconds": self.split["compute"], "link_seconds": self.split["comm"],
-            "overhead_seconds": train_seconds - self.split["compute"] - self.split["comm"],
-            **self.transfers.summary(), "ddp_replicas_identical": self._replicas_identical(finals),
-            "sites": sites, "timeline": self.timeline.rows, "dropped": dropped,
-        }
+        summary = run_summary(
+            self.cfg, self.ctx, self.model, workers=self.data_world, steps=self.steps, accum=self.accum, tokens=tokens,
+            history=self.history, evals=self.evals, rate=tokens / train_seconds if train_seconds > 0 else 0.0,
+            dtype=torch_dtype(precision), precision=precision,
+            comm_bytes=max((s["bytes_sent"] + s["bytes_received"] for s in sites.values()), default=0),
+            comm_seconds=max((s["comm_seconds"] for s in sites.values()), default=0.0),
+            sync_rounds=self.sync_rounds, train_seconds=train_seconds, model_dir=model_dir,
+            rounds=len(self.schedule),
+            planned_tokens=self.steps * self.accum * self.data_world * batch_tokens(self.source, self.cfg),
+            compute_seconds=self.split["compute"], link_seconds=self.split["comm"],
+            overhead_seconds=train_seconds - self.split["compute"] - self.split["comm"],
+            **self.transfers.summary(), ddp_replicas_identical=self._replicas_identical(finals),
+            sites=sites, timeline=self.timeline.rows, dropped=dropped)
         if self.cfg.sdc.inject.enabled or self.cfg.sdc.guard.enabled:
             summary["sdc_events"] = events + self.sdc_rows
             summary["sdc_guard_seconds"] = max((w.get("sdc_guard_seconds", 0.0) for ws in finals.values() for w in ws),
@@ -600,8 +498,8 @@ def _collect(futures: dict[str, list], timeout_s: float, stop) -> tuple[dict[str
         name, i = owner[ready[0]]
         try:
             replies[name][i] = ray.get(ready[0])
-            if isinstance(replies[name][i], dict):
-                replies[name][i]["arrived_at"] = time.time()  # the far end of its transfer to the hub
+            if isinstance(replies[name][i], RoundReply) and replies[name][i].outbound is not None:
+                replies[name][i].outbound.ended_at = time.time()  # the far end of its transfer to the hub
         except RayActorError:
             why = "its worker process died"
         except RayTaskError as exc:
@@ -614,28 +512,28 @@ def _collect(futures: dict[str, list], timeout_s: float, stop) -> tuple[dict[str
     return {n: r for n, r in replies.items() if n not in failed}, failed
 
 
-def outer_selection(replies: dict[str, dict], guard) -> tuple[list[str], dict[str, str]]:
+def outer_selection(replies: dict[str, RoundReply], guard) -> tuple[list[str], dict[str, str]]:
     """The sites whose pseudo-gradients the outer step averages, and why each other reporting site is left out:
     a non-finite one always; with the SDC guard on, one whose norm per token exceeds `guard.outer_ratio` x the
     others' median. Per token, since a pseudo-gradient grows with the steps it spans: a site that trained longer
     (curtailment) is not taken for a corrupt one."""
-    names = [n for n in replies if "packet" in replies[n]]
-    per_token = {n: replies[n]["norm"] / max(1, replies[n]["delta_tokens"]) for n in names}
+    names = [n for n in replies if replies[n].packet is not None]
+    per_token = {n: replies[n].norm / max(1, replies[n].delta_tokens) for n in names}
     kept = [n for n in names if math.isfinite(per_token[n])]
     if guard.enabled and len(kept) > 1:
         kept = [kept[i] for i in healthy_sites([per_token[n] for n in kept], guard.outer_ratio)]
-    left_out = {n: (f"pseudo-gradient norm {replies[n]['norm']:.6g} ({per_token[n]:.3g} per token)"
-                    if math.isfinite(per_token[n]) else f"pseudo-gradient not finite (norm {replies[n]['norm']})")
+    left_out = {n: (f"pseudo-gradient norm {replies[n].norm:.6g} ({per_token[n]:.3g} per token)"
+                    if math.isfinite(per_token[n]) else f"pseudo-gradient not finite (norm {replies[n].norm})")
                 for n in names if n not in kept}
     return kept, left_out
 
 
-def _mean_losses(replies: dict[str, dict]) -> list[float]:
+def _mean_losses(replies: dict[str, RoundReply]) -> list[float]:
     """Per step of the round, the token-weighted mean loss over the sites that reported it."""
     per_step: dict[int, list[tuple[float, int]]] = {}
     for rep in replies.values():
-        n = rep["tokens"] / max(1, len(rep["losses"]))
-        for i, loss in enumerate(rep["losses"]):
+        n = rep.tokens / max(1, len(rep.losses))
+        for i, loss in enumerate(rep.losses):
             per_step.setdefault(i, []).append((loss, n))
     return [sum(v * n for v, n in pairs) / sum(n for _, n in pairs) for _, pairs in sorted(per_step.items())]
 

@@ -24,16 +24,17 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from tasks.federated.link import Link, ring_allreduce
+from tasks.federated.messages import RoundMessage, RoundReply, Transfer
+from tasks.federated.wire import Encoder, Packet, decode, encode, flatten, unflatten_into
 from tasks.llm.config import PretrainConfig, SiteConfig
 from tasks.llm.data.batches import BatchSource
 from tasks.llm.train.ddp import CommStats, allreduce_gradients
 from tasks.llm.train.device import dist_backend
-from tasks.federated.link import Link, ring_allreduce
 from tasks.llm.model.optim import build_optimizers, lr_multiplier, set_lr
 from tasks.llm.sdc.attach import attach as attach_sdc
 from tasks.llm.train.build import plan_steps, prepare_model
 from tasks.llm.train.step import forward_backward, take_step
-from tasks.federated.wire import Encoder, Packet, decode, encode, flatten, unflatten_into
 
 
 class SiteWorker:
@@ -83,31 +84,31 @@ class SiteWorker:
         self.batches = self.source.batches(self.data_rank, self.data_world, self.position)
         self.anchor, self.tokens_since_anchor = flatten(self.params), 0
 
-    def train_round(self, msg: dict) -> dict:
+    def train_round(self, msg: RoundMessage) -> RoundReply:
         """DiLoCo: take the hub's parameters or update, run `steps` inner steps, send the pseudo-gradient if asked."""
         began = self._begin()
         self._receive(msg)
         losses, tokens = [], 0
-        for i in range(msg["steps"]):
-            loss, n = self._step(msg["lr_step"] + i)
+        for i in range(msg.steps):
+            loss, n = self._step(msg.lr_step + i)
             losses.append(loss)
             tokens += n
         self.tokens_since_anchor += tokens * self.site.workers
-        reply = {"losses": losses, "tokens": tokens * self.site.workers}
-        if msg["send"] and self.lead:  # its pseudo-gradient spans every round since its last global parameters
+        reply = RoundReply(losses=losses, tokens=tokens * self.site.workers)
+        if msg.send and self.lead:  # its pseudo-gradient spans every round since its last global parameters
             delta = self.anchor - flatten(self.params)
-            reply.update(self._send(self.encoder(delta)), norm=torch.linalg.vector_norm(delta).item(),
-                         delta_tokens=self.tokens_since_anchor)
+            self._send(reply, self.encoder(delta))
+            reply.norm, reply.delta_tokens = torch.linalg.vector_norm(delta).item(), self.tokens_since_anchor
         return self._reply(reply, began)
 
-    def ddp_step(self, msg: dict) -> dict:
+    def ddp_step(self, msg: RoundMessage) -> RoundReply:
         """DDP across sites: apply the averaged gradient of the last step, then compute this step's gradient.
 
         `ring` / `grad_ring`: how many sites this step's all-reduce / the last one's spans (what the link pays)."""
         began = self._begin()
         self._receive(msg)
-        if msg.get("grad") is not None:
-            grad = self._fetch(msg["grad"][0], msg.get("sent_at"), msg["grad_ring"])
+        if msg.grad is not None:
+            grad = self._fetch(msg.grad, msg.sent_at, msg.grad_ring)
             for p in self.params:
                 p.grad = torch.zeros_like(p)
             unflatten_into([p.grad for p in self.params], grad)
@@ -116,17 +117,17 @@ class SiteWorker:
             for opt in self.optimizers:
                 opt.step()
             self.model.zero_grad(set_to_none=True)
-        if not msg["compute"]:
-            return self._reply({}, began)
-        self._set_lr(msg["lr_step"])
+        if not msg.compute:
+            return self._reply(RoundReply(), began)
+        self._set_lr(msg.lr_step)
         micro = [next(self.batches) for _ in range(self.accum)]
         self.position = micro[-1][2]
         loss, n = forward_backward(self.model, micro, self.accum, self.autocast, self.device)
         if self.site.workers > 1:
             allreduce_gradients(self.model, self.intra)
-        reply = {"losses": [loss / self.accum], "tokens": n * self.site.workers}
+        reply = RoundReply(losses=[loss / self.accum], tokens=n * self.site.workers)
         if self.lead:
-            reply.update(self._send(encode(flatten(p.grad for p in self.params), "fp32"), msg["ring"]))
+            self._send(reply, encode(flatten(p.grad for p in self.params), "fp32"), msg.ring)
         return self._reply(reply, began)
 
     def parameters(self) -> torch.Tensor:
@@ -157,17 +158,17 @@ class SiteWorker:
     def _set_lr(self, step: int) -> None:
         set_lr(self.optimizers, lr_multiplier(step, self.steps, self.cfg.optim))
 
-    def _receive(self, msg: dict) -> None:
+    def _receive(self, msg: RoundMessage) -> None:
         """Full parameters (with fresh inner state unless resuming: optimizer state and error-feedback residual,
         which belonged to parameters this site no longer holds) or an outer update."""
-        if msg.get("params") is not None:
-            self.anchor = self._fetch(msg["params"][0], msg.get("sent_at"))
-            if msg["fresh_inner"]:
+        if msg.params is not None:
+            self.anchor = self._fetch(msg.params, msg.sent_at)
+            if msg.fresh_inner:
                 for opt in self.optimizers:
                     opt.state.clear()
                 self.encoder.residual = None
-        elif msg.get("update") is not None:
-            self.anchor = self.anchor + self._fetch(msg["update"][0], msg.get("sent_at"))
+        elif msg.update is not None:
+            self.anchor = self.anchor + self._fetch(msg.update, msg.sent_at)
         else:
             return
         unflatten_into(self.params, self.anchor)
@@ -177,11 +178,12 @@ class SiteWorker:
         self.comm_s, self.transfers = 0.0, []
         return time.perf_counter()
 
-    def _reply(self, reply: dict, began: float) -> dict:
+    def _reply(self, reply: RoundReply, began: float) -> RoundReply:
         """`reply` with the call's compute and link seconds, data position, transfers and link counts so far."""
-        reply.update(compute_s=time.perf_counter() - began - self.comm_s, comm_s=self.comm_s, position=self.position)
+        reply.compute_s, reply.comm_s = time.perf_counter() - began - self.comm_s, self.comm_s
+        reply.position = self.position
         if self.lead:
-            reply.update(transfers=self.transfers, link=asdict(self.link.stats))
+            reply.transfers, reply.link = self.transfers, asdict(self.link.stats)
         return reply
 
     def _charge(self, nbytes: int, ring: int | None) -> tuple[int, int]:
@@ -199,14 +201,13 @@ class SiteWorker:
             self.link.pace(started, nbytes, "receive", hops)
             self.comm_s += time.perf_counter() - started
             if sent_at is not None:
-                self.transfers.append({"model_s": self.link.min_seconds(nbytes, hops), "started_at": sent_at,
-                                       "ended_at": time.time()})
+                self.transfers.append(Transfer(self.link.min_seconds(nbytes, hops), sent_at, time.time()))
         return decode(packet)
 
-    def _send(self, packet: Packet, ring: int | None = None) -> dict:
-        """The site's message to the hub, paced by its link; the hub stamps its arrival."""
+    def _send(self, reply: RoundReply, packet: Packet, ring: int | None = None) -> None:
+        """The site's message to the hub, paced by its link, into `reply`; the hub stamps its arrival."""
         wall, started = time.time(), time.perf_counter()
         nbytes, hops = self._charge(packet.nbytes, ring)
         self.link.pace(started, nbytes, "send", hops)
         self.comm_s += time.perf_counter() - started
-        return {"packet": packet, "outbound": {"model_s": self.link.min_seconds(nbytes, hops), "started_at": wall}}
+        reply.packet, reply.outbound = packet, Transfer(self.link.min_seconds(nbytes, hops), wall)

@@ -15,13 +15,14 @@ and says which, so a resume never silently starts over.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from tasks.common.atomic import atomic_path, write_json, write_text
+from tasks.common.atomic import atomic_dir, atomic_path, write_json, write_text
 from tasks.common.errors import InputError
 from tasks.common.model_registry import download, is_model_uri, model_root
 from tasks.llm.model.gpt import GPT, GPTConfig
@@ -86,6 +87,31 @@ def step_folders(root: str | Path) -> list[Path]:
     """Complete-looking `step_NNNNNN` folders under `root`, newest step first."""
     found = [p for p in Path(root).glob("step_*") if p.is_dir() and p.name[5:].isdigit()]
     return sorted(found, key=lambda p: int(p.name[5:]), reverse=True)
+
+
+def staging_folder(root: Path, step: int) -> Path:
+    """Where a step's checkpoint is written before `publish_checkpoint` renames it into place."""
+    return root / f".step_{step:06d}.tmp"
+
+
+def publish_checkpoint(root: Path, step: int) -> Path:
+    """Rename the complete staging folder to `step_NNNNNN` (replacing this run's own damaged one, which a resume
+    skipped) and point LATEST at it."""
+    final = root / f"step_{step:06d}"
+    if final.exists():
+        shutil.rmtree(final)
+    staging_folder(root, step).rename(final)
+    mark_latest(root, final)
+    return final
+
+
+def write_final_model(out_dir: str | Path, model: GPT, meta: dict) -> Path:
+    """`<out_dir>/model`, the final weights the next stage starts from; an earlier one stays whole until it is
+    replaced by a complete one."""
+    model_dir = Path(out_dir) / "model"
+    with atomic_dir(model_dir) as tmp:
+        save_checkpoint(tmp, model, {}, meta)
+    return model_dir
 
 
 def mark_latest(root: str | Path, folder: Path, keep: int = 2) -> None:

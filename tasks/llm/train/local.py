@@ -10,28 +10,27 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from tasks.common.atomic import atomic_dir
-from tasks.common.precision import cpu_model, hardware_tags, resolve_precision, torch_dtype
+from tasks.common.precision import hardware_tags, resolve_precision, torch_dtype
 from tasks.common.progress import Progress
 from tasks.llm.config import PretrainConfig
 from tasks.llm.data.batches import BatchSource
 from tasks.llm.model.bpb import bits_per_byte
-from tasks.llm.model.flops import device_name, utilisation
+from tasks.llm.model.flops import utilisation
 from tasks.llm.model.gpt import GPT
 from tasks.llm.model.optim import build_optimizers, lr_multiplier, set_lr
 from tasks.llm.sdc.attach import attach as attach_sdc
 from tasks.llm.train.build import batch_tokens, plan_steps, prepare_model
-from tasks.llm.train.checkpoint import load_state, load_weights, mark_latest, read_meta, save_checkpoint, save_state
+from tasks.llm.train.checkpoint import (load_state, load_weights, publish_checkpoint, read_meta, save_checkpoint, save_state,
+                                        staging_folder, write_final_model)
 from tasks.llm.train.ddp import CommStats, allreduce_gradients
 from tasks.llm.train.device import dist_backend
-from tasks.llm.train.records import Due, MlflowLogger, Throughput
+from tasks.llm.train.records import Due, MlflowLogger, Throughput, checkpoint_meta, run_summary
 from tasks.llm.train.run_folder import RunContext, progress_log
 from tasks.llm.train.step import take_step
 
@@ -123,31 +122,19 @@ def _train(cfg: PretrainConfig, source: BatchSource, rank: int, world: int, ctx:
             metrics.update(sdc_log.step_metrics())
         logger.log(metrics, step)
         if ckpt_due(step, last):
-            meta = {"step": step, "history": history, "evals": evals, "comm": comm.as_dict(),
-                    "stage": ctx.stage, "mode": cfg.mode, "world_size": world, "config": cfg.model_dump(mode="json"),
-                    "tokenizer": getattr(source, "tokenizer_path", "") or init_meta.get("tokenizer", ""),
-                    "mlflow_run_id": ctx.mlflow_run_id}
+            meta = checkpoint_meta(cfg, ctx, source, init_meta, step=step, history=history, evals=evals,
+                                   comm=comm.as_dict(), world=world)
             latest = _checkpoint(ckpt_root, model, optimizers, position, rank, world, step, meta)
 
     events = sdc_log.summary() if sdc_log is not None else {}
     if not lead:
         return {"rank": rank, "comm": comm.as_dict(), **events}
-    model_dir = Path(ctx.out_dir) / "model"  # the final weights, what the next stage starts from
-    with atomic_dir(model_dir) as tmp:  # an earlier model/ stays whole until this one is complete
-        save_checkpoint(tmp, model, {}, read_meta(latest))
-    rate = throughput.rate()
-    mfu, peak = utilisation(flops_per_token * rate / world, dtype, device)
-    return {
-        "stage": ctx.stage, "mode": cfg.mode, "workers": world, "steps": steps, "grad_accum": accum,
-        "tokens": steps * accum * world * batch_tokens(source, cfg),
-        "final_train_loss": history[-1] if history else float("nan"),
-        "val_bpb": evals[-1]["val_bpb"] if evals else None,
-        "tokens_per_s": rate, "mfu": mfu, "matmul_peak_flops": peak, "flops_per_token": flops_per_token,
-        "precision": precision, "cpu": cpu_model(), "device": device_name(device),
-        "comm_bytes_per_worker": comm.bytes, "comm_seconds": comm.seconds, "sync_rounds": comm.rounds,
-        "train_seconds": train_seconds, "history": history, "evals": evals,
-        "model_dir": str(model_dir), "n_params": sum(p.numel() for p in model.parameters()), **events,
-    }
+    model_dir = write_final_model(ctx.out_dir, model, read_meta(latest))
+    return run_summary(cfg, ctx, model, workers=world, steps=steps, accum=accum,
+                       tokens=steps * accum * world * batch_tokens(source, cfg), history=history, evals=evals,
+                       rate=throughput.rate(), dtype=dtype, precision=precision, comm_bytes=comm.bytes,
+                       comm_seconds=comm.seconds, sync_rounds=comm.rounds, train_seconds=train_seconds,
+                       model_dir=model_dir, **events)
 
 
 def _restore(folder: Path, model: GPT, optimizers, rank: int) -> tuple[int, dict, dict]:
@@ -162,20 +149,16 @@ def _restore(folder: Path, model: GPT, optimizers, rank: int) -> tuple[int, dict
 
 def _checkpoint(root: Path, model: GPT, optimizers, position: dict, rank: int,
                 world: int, step: int, meta: dict) -> Path:
-    """Every rank writes its own state into a temporary folder; rank 0 completes it and renames it."""
-    final = root / f"step_{step:06d}"
-    tmp = root / f".{final.name}.tmp"
+    """Every rank writes its own state into the staging folder; rank 0 completes it and publishes it."""
+    tmp = staging_folder(root, step)
     tmp.mkdir(parents=True, exist_ok=True)
     save_state(tmp / f"rank{rank}.pt", {"optimizers": [o.state_dict() for o in optimizers], "position": position})
     if world > 1:
         dist.barrier()
     if rank == 0:
         save_checkpoint(tmp, model, {}, meta)
-        if final.exists():  # this run's own damaged checkpoint, skipped by the resume
-            shutil.rmtree(final)
-        tmp.rename(final)
-        mark_latest(root, final)
-    return final
+        return publish_checkpoint(root, step)
+    return root / f"step_{step:06d}"
 
 
 def run_on_ray(cfg: PretrainConfig, source: BatchSource, ctx: RunContext) -> list[dict]:
