@@ -55,11 +55,18 @@ def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks (als
 
 
 def run_demos(demos: list, data_dir: str | None) -> None:
+    import ray
+
     from flows.runtime import prefect_api
+    from tasks.common.ray_runtime import ensure_ray
     from tasks.common.tracking import tracking_uri
 
-    with prefect_api():  # one server for every pipeline's flows
-        summaries = [run_demo(data_dir) for run_demo in demos]
+    ensure_ray()  # one Ray runtime for every flow: each task runner uses it (and leaves it up) instead of its own
+    try:
+        with prefect_api():  # one server for every pipeline's flows
+            summaries = [run_demo(data_dir) for run_demo in demos]
+    finally:
+        ray.shutdown()
     typer.echo("\nDemo finished. Results:")
     for line in summaries:
         typer.echo(f"  {line}")
