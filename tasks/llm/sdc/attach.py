@@ -1,13 +1,12 @@
-"""Silent data corruption in the trainer: what `sdc.inject` and `sdc.guard` build, and the events table.
+"""Silent data corruption in the trainer: what `sdc.inject` and `sdc.guard` build for a rank.
 
-Every fault, flag, recompute, skip, rollback and DiLoCo exclusion is a row (step, rank, event,
-detail) of its rank's log. Rank 0's rows go to MLflow as per-step counts `sdc_<event>` (in DDP
-every rank acts together, so they are all of them); after the run every rank's rows make
-`sdc_events.csv` in the run folder, an MLflow artifact, and the summary counts the steps with
-each event on any worker (`sdc_<event>_steps`) beside rank 0's `sdc_guard_seconds`, and a guard
-that only records (`on_flag: record`) adds its per-step statistics as `sdc_trace`. With both parts
-off nothing is built at all. `check_config` refuses, before anything starts, an injection that
-could not run as asked.
+Each rank gets an event log (tasks/llm/sdc/events.py), an injector on the faulty rank and a guard.
+Rank 0's rows go to MLflow as per-step counts `sdc_<event>` (in DDP every rank acts together, so
+they are all of them); after the run every rank's rows make `sdc_events.csv` in the run folder, an
+MLflow artifact, and the summary counts the steps with each event on any worker
+(`sdc_<event>_steps`) beside rank 0's `sdc_guard_seconds`, and a guard that only records
+(`on_flag: record`) adds its per-step statistics as `sdc_trace`. With both parts off nothing is
+built at all. `check_config` refuses, before anything starts, an injection that could not run as asked.
 """
 
 from __future__ import annotations
