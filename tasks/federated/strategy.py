@@ -104,6 +104,10 @@ class Strategy:
     def aggregate_fit(self, replies: dict[str, RoundReply], members: dict) -> dict[str, str]:
         raise NotImplementedError
 
+    def take_pending(self) -> tuple[Packet, int] | None:
+        """A global step the members have not applied yet (DDP's averaged gradient); None for the other rules."""
+        return None
+
     def state_dict(self) -> dict:
         return self.outer.state_dict()
 

@@ -156,7 +156,7 @@ class Hub:
                 if metrics:
                     metrics.update(self._comm_metrics())
                 due_eval, due_ckpt = has_val and eval_due(step, last), ckpt_due(step, last)
-                if (due_eval or due_ckpt) and not self.diloco:
+                if due_eval or due_ckpt:
                     self._apply_pending(r)
                 if due_eval:
                     bpb = self._evaluate(token_bytes)
@@ -166,8 +166,7 @@ class Hub:
                 logger.log(metrics, step)
                 if due_ckpt:
                     latest = self._checkpoint(r + 1, step)
-            if not self.diloco:
-                self._apply_pending(len(self.schedule) - 1)
+            self._apply_pending(len(self.schedule) - 1)
             finals = self._finish_workers()
         finally:
             for m in self.pool:
@@ -291,8 +290,7 @@ class Hub:
         other replicas' optimizer state, taken after they applied the last step's gradient."""
         from ray.exceptions import RayActorError, RayTaskError
 
-        if not self.diloco:
-            self._apply_pending(r)
+        self._apply_pending(r)
         for m in members:
             m.earlier_stats, m.stats = m.link(), {}
         try:
