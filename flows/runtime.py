@@ -12,6 +12,8 @@
   deserialise a result under load; a bad input or a bug fails at once.
 - `relay_lines(path, log)`: lines a Ray actor appends to a file (training progress) go to the
   flow run's log, so a run started from the UI shows its progress there.
+- `flush_run_logs()`: send the run logs buffered in this process now (a task on a Ray worker calls
+  it before it returns: the worker can be stopped with the flow, before its logs are sent).
 - `worker_runs_end_with_flow()`: tags for the MLflow runs that Ray workers create for this flow
   run; if the flow fails or is interrupted, those still RUNNING are ended as FAILED.
 """
@@ -115,7 +117,8 @@ def _terminate_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _flush_run_logs() -> None:
+def flush_run_logs() -> None:
+    """Send the run logs this process has buffered: a Ray worker may be stopped before it sends them itself."""
     try:
         from prefect.logging.handlers import APILogWorker
 
@@ -147,7 +150,7 @@ def prefect_api() -> Iterator[str]:
                 try:
                     yield api_url
                 finally:
-                    _flush_run_logs()
+                    flush_run_logs()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         _stop(proc)
