@@ -2,8 +2,9 @@
 
 Every stage is a Prefect flow (and so a deployment) and a `seedflow llm` command, one module per
 stage family: tokenize, pretrain, chat_stages (midtrain and SFT, from one factory), evaluation,
-curtail and study; training holds the stage task they share, checks the rule that inputs are checked
-once per command, commands the `seedflow llm` sub-app, benches the benchmarks and the demo. Each
+curtail and study. Beside them: training (the stage task they share), checks (inputs checked once
+per command, or by the flow where no command runs it), commands (the `seedflow llm` sub-app) and
+benches (the benchmarks and the demo). Each
 flow is loaded by its own module's path (`flows.llm.pretrain:llm_pretrain`), so Ray workers and
 deployments import the module that defines it. Torch-heavy modules load inside the functions, so
 `seedflow --help` stays quick.

@@ -23,7 +23,6 @@ from tasks.common.errors import InputError
 app = typer.Typer(help="LLM pipeline: tokenize -> pretrain -> midtrain -> sft -> eval (nanochat-style).",
                   no_args_is_help=True)
 SET_OPTION = set_option("diloco.inner_steps=20")
-RESUME_OPTION = typer.Option(None, "--resume/--no-resume", help="Continue from the newest intact checkpoint in out_dir.")
 
 
 def run_tokenize_flow(overrides: dict, data_dir: str | None) -> dict:
@@ -63,7 +62,7 @@ def pretrain(
     steps: int = typer.Option(None, help="Optimizer steps."),
     sites: str = typer.Option(None, help="Sites joined by emulated links: name[:workers][@mbit_per_s[/latency_ms]],... "
                                          "e.g. a@100/50,b@100/50 (more with --set sites=[...])."),
-    resume: bool = RESUME_OPTION,
+    resume: bool = typer.Option(None, "--resume/--no-resume", help="Continue from the newest intact checkpoint in out_dir."),
     overwrite: bool = OVERWRITE_OPTION,
     set_: list[str] = SET_OPTION,
 ) -> None:

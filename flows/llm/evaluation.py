@@ -9,23 +9,20 @@ from prefect_ray.context import remote_options
 
 from flows.llm.checks import at_flow_start
 from flows.options import default, flow_overrides
-from flows.runtime import RETRY_TRANSIENT, flush_run_logs, task_runner
+from flows.runtime import RETRY_TRANSIENT, task_runner
 from tasks.common.config import load_config
 from tasks.llm.config import EvalConfig
 
 
 @task(name="llm-eval", **RETRY_TRANSIENT)
 def eval_task(cfg: EvalConfig, checkpoint: str, data_dir: str | None, show: int = 0) -> dict[str, Any]:
-    """One thread per evaluation (the study runs several side by side); its lines are sent before it returns."""
+    """One thread per evaluation: the study runs several side by side."""
     import torch
 
     from tasks.llm.eval.stage import evaluate_checkpoint
 
     torch.set_num_threads(1)
-    try:
-        return evaluate_checkpoint(cfg, checkpoint, data_dir, show=show)
-    finally:
-        flush_run_logs()
+    return evaluate_checkpoint(cfg, checkpoint, data_dir, show=show)
 
 
 def eval_config(overrides: dict[str, Any]) -> EvalConfig:

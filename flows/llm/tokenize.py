@@ -9,20 +9,17 @@ from prefect_ray.context import remote_options
 
 from flows.llm.checks import at_flow_start
 from flows.options import default, flow_overrides
-from flows.runtime import RETRY_TRANSIENT, flush_run_logs, task_runner
+from flows.runtime import RETRY_TRANSIENT, task_runner
 from tasks.common.config import load_config
 from tasks.llm.config import TokenizerConfig
 
 
 @task(name="llm-tokenize", **RETRY_TRANSIENT)
 def tokenize_task(cfg: TokenizerConfig, data_dir: str | None) -> dict[str, Any]:
-    """Pure code in tasks/llm/data/tokenize.py; its lines are sent before the Ray worker can be stopped."""
+    """Train the tokenizer and write the token shards (pure code in tasks/llm/data/tokenize.py)."""
     from tasks.llm.data.tokenize import run_tokenize
 
-    try:
-        return run_tokenize(cfg, data_dir)
-    finally:
-        flush_run_logs()
+    return run_tokenize(cfg, data_dir)
 
 
 def tokenizer_config(overrides: dict[str, Any]) -> TokenizerConfig:
