@@ -48,6 +48,9 @@ class RunFolderTaken(CheckpointError):
         self.out, self.earlier, self.what, self.resumable = out, earlier, what, resumable
         super().__init__(self._message(("pass ", "--resume", "--overwrite", "--set out_dir=...")))
 
+    def __reduce__(self):  # it crosses Ray and Prefect pickled: rebuilt from its fields, not its message
+        return type(self), (self.out, self.earlier, self.what, self.resumable)
+
     def _message(self, words: tuple[str, str, str, str]) -> str:
         verb, resume, overwrite, out_dir = words
         ways = ([f"{resume} to continue it"] if self.resumable else []) + [f"{overwrite} to replace it"]
