@@ -1,7 +1,7 @@
 """Deployments for the Prefect UI: `seedflow serve` serves every registered pipeline's flows.
 
 Runs start about ten seconds after a click in the UI (the runner's poll interval). Each flow is
-loaded by its module path (`flows.llm.llm_midtrain`), not its file name, so the Ray workers it
+loaded by its module path (`flows.llm.chat_stages.llm_midtrain`), not its file name, so the Ray workers it
 starts can import the same module.
 """
 

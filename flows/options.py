@@ -47,12 +47,13 @@ def cli_overrides(assignments: list[str] | None, **flags) -> dict:
 
 
 @functools.cache
-def default(section: str, key: str) -> Any:
-    """params.yaml's value of `section.key` (section dotted, e.g. "llm.pretrain"), or None."""
+def default(section: str, key: str, fallback: Any = None) -> Any:
+    """params.yaml's value of `section.key` (section dotted, e.g. "llm.pretrain"), else `fallback` (the
+    config model's own default, for a key the section leaves out)."""
     from tasks.common.config import ConfigError, read_params, section_of
 
     try:
-        return section_of(read_params(), section).get(key)
+        return section_of(read_params(), section).get(key, fallback)
     except ConfigError:
         return None
 

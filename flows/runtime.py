@@ -115,7 +115,8 @@ def _terminate_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _flush_run_logs() -> None:
+def flush_run_logs() -> None:
+    """Send the run logs this process has buffered (before its temporary server stops)."""
     try:
         from prefect.logging.handlers import APILogWorker
 
@@ -147,7 +148,7 @@ def prefect_api() -> Iterator[str]:
                 try:
                     yield api_url
                 finally:
-                    _flush_run_logs()
+                    flush_run_logs()
     finally:
         os.environ.pop("PREFECT_API_URL", None)
         _stop(proc)

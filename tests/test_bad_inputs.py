@@ -32,6 +32,8 @@ def write_inputs(root: Path) -> None:
     (inputs / "header_only.csv").write_text("timestamp,content\n")
     (inputs / "no_content.csv").write_text("timestamp,level\n1700000000,INFO\n1700000001,WARN\n")
     (inputs / "incidents.csv").write_text("start,end\n1700000000,1700000060\n")
+    (inputs / "taken" / "model").mkdir(parents=True)
+    (inputs / "taken" / "model" / "meta.json").write_text("{}")  # an earlier run's model
     times = [f"2023-06-08 {h:02d}:{m:02d}:00" for h in range(2) for m in range(0, 60, 5)]
     values = [200.0] * len(times)
     values[7] = -12.5
@@ -73,6 +75,8 @@ CASES = [
     (["llm", "pretrain", "--set", "nope=1"], "unknown parameter 'llm.pretrain.nope'"),
     (["llm", "pretrain", "--mode", "bogus"], "llm.pretrain.mode"),
     (["llm", "pretrain", "--set", "tokens_dir=/nonexistent"], "/nonexistent holds no token shards"),
+    (["llm", "pretrain", "--set", "compile=false", "--set", "out_dir={inputs}/taken"],
+     "already holds a run (model/); pass --resume to continue it, --overwrite to replace it"),
     (["llm", "eval", "--checkpoint", "/nonexistent"], "no checkpoint at /nonexistent"),
     (["llm", "pretrain", "--mode", "diloco", "--sites", "a:two"], "--sites item 'a:two' is not name[:workers]"),
     (["llm", "pretrain", "--set", "device=cuda"], "device: cuda, but no GPU is visible"),

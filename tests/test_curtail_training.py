@@ -62,6 +62,8 @@ def test_a_budget_stop_leaves_a_checkpoint_that_resume_with_a_larger_budget_fini
 
     resumed = curtail_cli(monkeypatch, "--resume", *sets, "--set", "budget.carbon_kg=10")  # the README's command
     assert not resumed["budget_stop"] and json.loads((tmp_path / "run" / "curtail.json").read_text())["site_steps"] == 40
+    progress = (tmp_path / "run" / "progress.log").read_text()
+    assert "[curtail] 40 site-steps asked, 40 scheduled in " in progress  # the step counts below are model steps
     assert resumed["mlflow_run_id"] == stopped["mlflow_run_id"]
     history = mlflow.tracking.MlflowClient().get_metric_history(resumed["mlflow_run_id"], "train_loss")
     assert len({m.step for m in history}) == len(history)  # the resumed run went on from the stop, not from 0

@@ -11,7 +11,7 @@ from tasks.llm.data.tokenizer import Tokenizer
 
 
 def test_tokenize_flow_on_ray_logs_to_mlflow(shared_data, prefect_server, mlflow_store, tmp_path):
-    from flows.llm import llm_tokenize
+    from flows.llm.tokenize import llm_tokenize
 
     out_dir = tmp_path / "tokens"
     result = llm_tokenize(overrides={"corpus": [str(shared_data / "text" / "tinyshakespeare.txt")],

@@ -268,3 +268,13 @@ def test_diloco_h1_equals_ddp_on_two_ray_workers(shared_data, tmp_path, mlflow_s
     assert dil["comm_bytes_per_worker"] == (6 + 5) * 4 * n_params  # 6 pseudo-gradients up, 5 updates down
     assert ddp["sync_rounds"] == dil["sync_rounds"] == 6
     assert set(dil["sites"]) == {"w0", "w1"} and dil["tokens"] == ddp["tokens"]
+
+
+def test_default_run_names_tell_alike_runs_apart():
+    from tasks.llm.train.run import default_run_name
+
+    ddp = PretrainConfig(mode="ddp", workers=2, depth=2)
+    sites = PretrainConfig.model_validate({"mode": "diloco", "sites": [{"name": "a"}, {"name": "b"}]})
+    first, second = default_run_name(ddp, "pretrain"), default_run_name(ddp, "pretrain")
+    assert first != second and first.startswith("pretrain-ddp-d2-2w-")
+    assert default_run_name(sites, "pretrain").startswith("pretrain-diloco-d4-a+b-")

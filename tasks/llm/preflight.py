@@ -1,8 +1,8 @@
 """Checks each LLM stage runs before any server, Ray worker or training starts.
 
 Everything that can be known from the config and the files on disk is checked here, so a bad
-input costs a second and one line, not a Ray start-up and a traceback. The stages run the same
-checks again when started from the Prefect UI (they are cheap).
+input costs a second and one line, not a Ray start-up and a traceback. A command runs them once;
+a flow started from the Prefect UI runs them itself (flows/llm/checks.py).
 """
 
 from __future__ import annotations
@@ -85,15 +85,15 @@ def check_eval(cfg: EvalConfig) -> None:
 def check_study(study: StudyConfig) -> None:
     """No study over an earlier one unless asked: every stage folder of every arm is checked."""
     from tasks.llm.eval.study_report import STAGES, arm_name
-    from tasks.llm.train.run_folder import previous_run
+    from tasks.llm.train.run_folder import RunFolderTaken, previous_run
 
     root = _absolute(study.out_dir).resolve()
     for modes in study.arms:
         for i, stage in enumerate(STAGES):
             earlier = previous_run(root / arm_name(list(modes[: i + 1])) / stage)
             if earlier and not study.overwrite:
-                raise InputError(f"{root} already holds a study ({arm_name(list(modes[: i + 1]))}/{stage}: {earlier}); "
-                                 "pass --overwrite to replace it, or choose another folder with --set out_dir=...")
+                raise RunFolderTaken(root, f"{arm_name(list(modes[: i + 1]))}/{stage}: {earlier}", what="study",
+                                     resumable=False)
 
 
 def check_tokenize(cfg: TokenizerConfig, data_dir: str | None) -> None:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from tasks.common.atomic import write_json, write_text
 from tasks.common.errors import InputError
+from tasks.common.progress import Progress
 from tasks.llm.config import PretrainConfig
 from tasks.llm.curtail.config import CurtailConfig
 from tasks.llm.curtail.energy import (
@@ -30,6 +31,7 @@ from tasks.llm.curtail.energy import (
 )
 from tasks.llm.curtail.schedule import Round, Schedule, centralised, plan, two_sites
 from tasks.llm.curtail.timeline import plot_bpb_vs_carbon, plot_timeline
+from tasks.llm.train.run_folder import progress_log
 
 VARIANTS = ("curtailed", "centralised", "two_sites")
 
@@ -85,13 +87,11 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
     run_tags = {**(tags or {}), "curtail_variant": variant, "curtail_policy": prepared.schedule.policy,
                 **({"curtail_region": region} if region else {})}
     out = Path(out_dir)
+    say = Progress(1, stage, log_file=progress_log(out)).say
+    say(plan_line(ccfg, prepared, cfg.steps, stage))
     if prepared.cutoff.limited:
-        from tasks.common.progress import Progress
-        from tasks.llm.train.run_folder import progress_log
-
         c = prepared.cutoff
-        Progress(1, stage, log_file=progress_log(out)).say(
-            f"[{stage}] budget {ccfg.budget.model_dump(exclude_none=True)}: the run stops after round {c.last_round} of "
+        say(f"[{stage}] budget {ccfg.budget.model_dump(exclude_none=True)}: the run stops after round {c.last_round} of "
             f"{len(prepared.schedule.rounds)} ({c.site_steps} of {ccfg.target_site_steps} site-steps, "
             f"{c.energy_kwh:.3g} kWh, {c.carbon_kg:.3g} kg CO2); its checkpoint there resumes with a larger budget")
     with measured_cpu_energy() as measured:
@@ -100,6 +100,14 @@ def run_curtail(ccfg: CurtailConfig, pcfg: PretrainConfig, source, traces: dict[
     summary["bpb_vs_carbon"] = bpb_vs_carbon(prepared, summary["evals"])
     _record(ccfg, prepared, schedule, traces, summary, out)
     return summary
+
+
+def plan_line(ccfg: CurtailConfig, prepared: Prepared, steps: int, stage: str = "curtail") -> str:
+    """What was asked against what is scheduled: the progress lines count model steps (a round takes as many
+    as its busiest site), fewer than the site-steps asked when sites train side by side."""
+    scheduled = sum(r.site_steps for r in prepared.rounds)
+    return (f"[{stage}] {ccfg.target_site_steps} site-steps asked, {scheduled} scheduled in {len(prepared.rounds)} "
+            f"rounds over {len(prepared.schedule.timelines)} sites: {steps} model steps (the step counts below)")
 
 
 def round_plans(rounds: list[Round]):

@@ -8,6 +8,7 @@ their steps with the same step core (tasks/llm/train/step.py).
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -86,7 +87,7 @@ def _start_mlflow_run(cfg: PretrainConfig, ctx: RunContext, out: Path, steps: in
     if run_id:
         client.update_run(run_id, status="RUNNING")
         return client, run_id
-    name = cfg.run_name or f"{ctx.stage}-{cfg.mode}-d{cfg.depth}"
+    name = cfg.run_name or default_run_name(cfg, ctx.stage)
     tags = {"stage": ctx.stage, "mode": cfg.mode, **ctx.tags}
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
     params = _flatten(cfg.model_dump(mode="json"))
@@ -95,6 +96,12 @@ def _start_mlflow_run(cfg: PretrainConfig, ctx: RunContext, out: Path, steps: in
 
     client.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
     return client, run_id
+
+
+def default_run_name(cfg: PretrainConfig, stage: str) -> str:
+    """Stage, mode, depth, the sites or workers, and a short random suffix: two runs alike are told apart."""
+    where = "+".join(s.name for s in cfg.sites) if cfg.sites else f"{cfg.world_size}w"
+    return f"{stage}-{cfg.mode}-d{cfg.depth}-{where}-{secrets.token_hex(2)}"
 
 
 def _finish(summary: dict, out: Path, client, run_id: str, register: bool) -> None:

@@ -40,12 +40,33 @@ def previous_run(out: Path) -> str | None:
     return " and ".join(found) or None
 
 
+class RunFolderTaken(CheckpointError):
+    """An earlier run is in the out dir. The message names the command's flags; `in_flow_run()` names the
+    parameters of the Prefect UI's run form instead, where no flags exist."""
+
+    def __init__(self, out: Path, earlier: str, what: str = "run", resumable: bool = True):
+        self.out, self.earlier, self.what, self.resumable = out, earlier, what, resumable
+        super().__init__(self._message(("pass ", "--resume", "--overwrite", "--set out_dir=...")))
+
+    def __reduce__(self):  # it crosses Ray and Prefect pickled: rebuilt from its fields, not its message
+        return type(self), (self.out, self.earlier, self.what, self.resumable)
+
+    def _message(self, words: tuple[str, str, str, str]) -> str:
+        verb, resume, overwrite, out_dir = words
+        ways = ([f"{resume} to continue it"] if self.resumable else []) + [f"{overwrite} to replace it"]
+        return (f"{self.out} already holds a {self.what} ({self.earlier}); {verb}{', '.join(ways)}, or choose "
+                f"another folder with {out_dir}")
+
+    def in_flow_run(self) -> CheckpointError:
+        flow_words = ("set the parameter ", "resume", "overwrite", 'overrides {"out_dir": ...}')
+        return CheckpointError(self._message(flow_words))
+
+
 def check_out_dir(cfg: PretrainConfig, out: Path) -> None:
     """Refuse to train over an earlier run unless the user said --resume or --overwrite."""
     earlier = previous_run(out)
     if earlier and not cfg.resume and not cfg.overwrite:
-        raise CheckpointError(f"{out} already holds a run ({earlier}); pass --resume to continue it, --overwrite "
-                              "to replace it, or choose another folder with --set out_dir=...")
+        raise RunFolderTaken(out, earlier)
 
 
 def choose_resume(cfg: PretrainConfig, out: Path, steps: int, log=print) -> Path | None:
