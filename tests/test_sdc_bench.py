@@ -43,3 +43,19 @@ def test_the_step_loop_is_the_trainer_and_a_run_from_a_snapshot_is_the_whole_run
     assert nothing.rejoined == 11 and len(nothing.history) == 5 and nothing.val_bpb is None  # steps 6-10, then the twin
     assert whole(nothing, twin) == (twin.history, twin.trace) and harm(nothing, twin, 0.5, 0.01) == ""
     assert not from_start.rejoined and all(math.isfinite(v) for v in from_start.history)
+
+
+def test_seedflow_bench_sdc_runs_from_the_command_line(monkeypatch, tmp_path, mlflow_store, capsys):
+    """The command as the README writes it, at a tiny size: its options reach the study, its last line is the JSON."""
+    import json
+    import sys
+
+    from flows.cli import run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["seedflow", "bench", "sdc", "--steps", "30", "--twins", "1",
+                                      "--cells", "optimizer/bit30"])
+    run()
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"harmful_finite", "harmful_nonfinite", "alpha_curve", "loss_zscore_curve", "nonfinite_check"} <= set(out)
+    assert list(out["per_cell"]) == ["optimizer/bit30"] and out["loop_matches_trainer"] is True

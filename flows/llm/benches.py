@@ -74,23 +74,25 @@ def bench_study(data_dir: str = DATA_DIR_OPTION) -> None:
 
 
 def bench_sdc(
-    steps: int = typer.Option(100, help="Optimizer steps of every run (the small GPT: depth 2, 64 tokens x 8 sequences)."),
-    seeds: str = typer.Option("0,1,2,3,4,5,6,7", help="Injection seeds per bit class and stage (one fault event per trial)."),
-    p: float = typer.Option(0.05, help="Chance per step, from step 10, that a fault event starts."),
-    schedule_p: float = typer.Option(0.1, help="p of the full-schedule (many-event) runs behind the val bpb figures."),
+    steps: int = typer.Option(1000, help="Optimizer steps of every run (the study's runs are at least 1000 steps)."),
+    trials_per_cell: int = typer.Option(1, help="Fault trials per stage x bit cell and fault-free twin."),
+    twins: int = typer.Option(3, help="Fault-free runs (seeds) the trials are compared with."),
     spike_nats: float = typer.Option(0.5, help="Harmful: a train loss this far above the fault-free twin's at a step."),
-    drift: float = typer.Option(0.05, help="Harmful: final weights at this relative L2 distance from the twin's."),
+    worse_bpb: float = typer.Option(0.01, help="Harmful: a final val bpb this much (relative) above the twin's."),
+    schedule_p: float = typer.Option(0.02, help="p of the full-schedule (many-event) runs behind the val bpb figures."),
+    cells: str = typer.Option(None, help="Only these stage/bit cells, e.g. optimizer/bit30,input/bit28 (default: all)."),
     data_dir: str = DATA_DIR_OPTION,
 ) -> None:
-    """Silent data corruption: bit flips (sign, high / low exponent, mantissa) in a Linear's output or its gradient,
-    harmful or not without the guard, flagged and prevented with it; false alarms, val bpb and guard overhead."""
+    """Silent data corruption as the study measured it: bit flips (every exponent bit and the mantissa) in a
+    matmul's input, output, gradient or the optimizer state; finite and non-finite harm apart; the detector's
+    detection against false alarms over alpha beside the non-finite check and a loss z-score; recompute's val bpb."""
     from tasks.common.precision import hardware_tags
     from tasks.llm.benches.sdc import study
 
     start = time.perf_counter()
     data_dir = resolve_data_dir(data_dir)
-    out = study(data_dir, steps=steps, seeds=tuple(int_list(seeds, "--seeds")), p=p, schedule_p=schedule_p,
-                spike_nats=spike_nats, drift=drift)
+    out = study(data_dir, steps=steps, trials_per_cell=trials_per_cell, twins=twins, spike_nats=spike_nats,
+                worse_bpb=worse_bpb, schedule_p=schedule_p, cells=tuple(comma_list(cells) if cells else ()))
     print(json.dumps({"hardware": hardware_tags(), **out, "wall_s": round(time.perf_counter() - start, 1)}))
 
 
