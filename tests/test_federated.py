@@ -107,7 +107,9 @@ def test_diloco_leaves_out_non_finite_pseudo_gradients_and_resends_those_sites_e
         rep.packet, rep.norm = encode(torch.full((2,), float("inf")), "fp32"), float("inf")
     assert sorted(rule.aggregate_fit(replies, members)) == ["a", "b", "c"]
     assert torch.equal(rule.params.detach(), before)  # nothing sound: the global parameters stay
-    assert all(set(p) == {"params"} for p in rule.configure_fit(members).values())
+    payloads = rule.configure_fit(members)
+    assert all(set(p) == {"params"} for p in payloads.values())
+    assert len({id(p["params"]) for p in payloads.values()}) == 1  # one copy of the parameters, put once
 
 
 def test_ddp_across_sites_applies_the_token_weighted_mean_gradient_everywhere():

@@ -91,32 +91,29 @@ def _print_stage(summary: dict) -> None:
     typer.echo(json.dumps({k: summary.get(k) for k in keys}, indent=2, default=str))
 
 
-@app.command()
-def midtrain(
-    mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.midtrain.mode)."),
-    steps: int = typer.Option(None, help="Optimizer steps."),
-    init_from: str = typer.Option(None, help="Checkpoint, run folder or models:/NAME/VERSION (default: the pretrain run)."),
-    overwrite: bool = OVERWRITE_OPTION,
-    set_: list[str] = SET_OPTION,
-    data_dir: str = DATA_DIR_OPTION,
-) -> None:
-    """Midtrain on the chat-format task mixture (Prefect flow `llm_midtrain`, Ray workers)."""
-    overrides = cli_overrides(set_, mode=mode, steps=steps, init_from=init_from, overwrite=overwrite)
-    _print_stage(_run_chat_stage("midtrain", overrides, data_dir))
+def chat_stage_command(stage: str, starts_from: str, doc: str) -> None:
+    """`seedflow llm <stage>` for midtrain and SFT: the same options, their own section and default start."""
+
+    def command(
+        mode: str = typer.Option(None, help=f"single | ddp | diloco (default: params.yaml llm.{stage}.mode)."),
+        steps: int = typer.Option(None, help="Optimizer steps."),
+        init_from: str = typer.Option(None, help="Checkpoint, run folder or models:/NAME/VERSION "
+                                                 f"(default: the {starts_from} run)."),
+        overwrite: bool = OVERWRITE_OPTION,
+        set_: list[str] = SET_OPTION,
+        data_dir: str = DATA_DIR_OPTION,
+    ) -> None:
+        overrides = cli_overrides(set_, mode=mode, steps=steps, init_from=init_from, overwrite=overwrite)
+        _print_stage(_run_chat_stage(stage, overrides, data_dir))
+
+    command.__doc__ = doc
+    app.command(stage)(command)
 
 
-@app.command()
-def sft(
-    mode: str = typer.Option(None, help="single | ddp | diloco (default: params.yaml llm.sft.mode)."),
-    steps: int = typer.Option(None, help="Optimizer steps."),
-    init_from: str = typer.Option(None, help="Checkpoint, run folder or models:/NAME/VERSION (default: the midtrain run)."),
-    overwrite: bool = OVERWRITE_OPTION,
-    set_: list[str] = SET_OPTION,
-    data_dir: str = DATA_DIR_OPTION,
-) -> None:
-    """Supervised fine-tuning on padded conversation batches with the loss mask (Prefect flow `llm_sft`)."""
-    overrides = cli_overrides(set_, mode=mode, steps=steps, init_from=init_from, overwrite=overwrite)
-    _print_stage(_run_chat_stage("sft", overrides, data_dir))
+chat_stage_command("midtrain", "pretrain", "Midtrain on the chat-format task mixture (Prefect flow `llm_midtrain`, "
+                                           "Ray workers).")
+chat_stage_command("sft", "midtrain", "Supervised fine-tuning on padded conversation batches with the loss mask "
+                                      "(Prefect flow `llm_sft`).")
 
 
 @app.command("eval")

@@ -17,6 +17,7 @@ The rules know nothing of the model or the transport: payloads are wire Packets
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -126,13 +127,14 @@ class DiLoCo(Strategy):
         self.select, self.last_update = select, None
 
     def configure_fit(self, members: dict) -> dict[str, dict]:
-        return {name: self._payload(m) for name, m in members.items()}
+        full = functools.cache(self.full)  # one packet of the parameters per round, however many members need it
+        return {name: self._payload(m, full) for name, m in members.items()}
 
-    def _payload(self, member) -> dict[str, Packet]:
+    def _payload(self, member, full: Callable[[], Packet]) -> dict[str, Packet]:
         if member.version == self.outer.version - 1 and self.last_update is not None:
             payload = {"update": self.last_update}
         elif member.version != self.outer.version:
-            payload = {"params": self.full()}
+            payload = {"params": full()}
         else:
             payload = {}
         member.version = self.outer.version
@@ -169,12 +171,12 @@ class DDPAcrossSites(Strategy):
 
     def configure_fit(self, members: dict) -> dict[str, dict]:
         """Full parameters for a member that has none; the pending gradient for all, sent once."""
-        pending = self.take_pending()
+        pending, full = self.take_pending(), functools.cache(self.full)
         payloads = {}
         for name, m in members.items():
             payloads[name] = {"grad": pending[0], "grad_ring": pending[1]} if pending is not None else {}
             if m.version < 0:
-                payloads[name]["params"] = self.full()
+                payloads[name]["params"] = full()
                 m.version = 0
         return payloads
 
